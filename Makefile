@@ -1,0 +1,55 @@
+# ndgrad — build with `make`; `make test` runs the test suite; `make demo` runs the main job.
+CC ?= cc
+CSTD = -std=c11
+WARN = -Wall -Wextra -Wpedantic
+OPT ?= -O2
+CFLAGS ?=
+EXTRA_CFLAGS ?=
+LDFLAGS ?=
+ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_CFLAGS)
+LIBS = -lm -lpthread
+BUILD ?= build
+
+LIB_SRC = $(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)
+
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_BIN = $(BUILD)/tests/run_tests
+
+.PHONY: all lib seed demo test examples clean
+all: lib
+
+lib: $(BUILD)/libndgrad.a $(BUILD)/libndgrad.so
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libndgrad.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libndgrad.so: $(LIB_OBJ)
+	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libndgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
+
+examples: $(BUILD)/examples/seed
+
+seed: $(BUILD)/examples/seed
+	./$(BUILD)/examples/seed
+
+demo: seed
+
+$(TEST_BIN): $(TEST_SRC) tests/harness.h $(BUILD)/libndgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $(TEST_SRC) $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
+
+test: $(TEST_BIN) $(BUILD)/libndgrad.so
+	./tests/run_all.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

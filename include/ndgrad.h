@@ -1,0 +1,306 @@
+/*
+ * ndgrad — N-dimensional tensors with PyTorch's semantics and reverse-mode autograd, in C11.
+ *
+ * A training loop, complete:
+ *
+ *     nd_manual_seed(0);
+ *     nd_tensor *w = nd_randn(ND_FLOAT32, ND_SHAPE(3, 1));      // owned by us: made outside a scope
+ *     nd_set_requires_grad(w, true);
+ *     nd_tensor *x = nd_randn(ND_FLOAT32, ND_SHAPE(64, 3));
+ *     nd_tensor *y = nd_randn(ND_FLOAT32, ND_SHAPE(64, 1));
+ *     for (int step = 0; step < 100; step++) {
+ *         nd_scope_begin();                                     // every tensor made below belongs to it
+ *         nd_tensor *err  = nd_sub(nd_matmul(x, w), y);
+ *         nd_tensor *loss = nd_mean(nd_mul(err, err));
+ *         if (!loss || nd_backward(loss) != ND_OK) {             // errors propagate through NULLs
+ *             fprintf(stderr, "%s\n", nd_last_error());
+ *             nd_scope_end();
+ *             break;
+ *         }
+ *         nd_no_grad_begin();
+ *         nd_sub_(w, nd_mul_scalar(nd_grad(w), 0.1));            // w -= 0.1 * w.grad
+ *         nd_no_grad_end();
+ *         nd_zero_grad(w);
+ *         nd_scope_end();                                       // frees the graph and all temporaries
+ *     }
+ *     nd_release(w); nd_release(x); nd_release(y);
+ *
+ * Ownership: a tensor returned by an op belongs to the calling thread's innermost open scope and is
+ * freed when that scope ends. Outside any scope the caller owns it and calls nd_release. nd_keep
+ * gives the caller one more reference of its own (to take a result out of a scope).
+ *
+ * Errors: an op that cannot run returns NULL (or a status code) and records a thread-local message
+ * naming the op and the offending shapes; nd_last_error() reads it. An op given NULL returns NULL
+ * and keeps the first error, so one check after a chained expression reports the original cause.
+ */
+#ifndef NDGRAD_H
+#define NDGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ND_MAX_DIMS 8
+
+/* Shape literal: nd_zeros(ND_FLOAT32, ND_SHAPE(2, 3)) expands to a (ndim, shape) argument pair. */
+#define ND_SHAPE(...) \
+    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+/* Dim-list literal for reductions: nd_sum_dims(t, ND_DIMS(0, -1), true). */
+#define ND_DIMS(...) ND_SHAPE(__VA_ARGS__)
+/* The shape of a 0-dim (scalar) tensor. */
+#define ND_SCALAR_SHAPE 0, NULL
+
+typedef enum nd_dtype { ND_FLOAT32, ND_FLOAT64, ND_INT64, ND_BOOL } nd_dtype;
+
+typedef struct nd_tensor nd_tensor;
+
+/* ---------------------------------------------------------------- errors ---------------- */
+
+/* Every status code with its one-line meaning; nd_status_name() returns the text. */
+#define ND_STATUS_LIST(X)                                             \
+    X(ND_OK, "ok")                                                    \
+    X(ND_ERR_NULL, "a required argument is NULL")                     \
+    X(ND_ERR_SHAPE, "incompatible shapes")                            \
+    X(ND_ERR_DTYPE, "unsupported or mismatched dtype")                \
+    X(ND_ERR_DIM, "dimension out of range")                           \
+    X(ND_ERR_INDEX, "index out of range")                             \
+    X(ND_ERR_VALUE, "invalid argument value")                         \
+    X(ND_ERR_GRAD, "autograd error")                                  \
+    X(ND_ERR_STATE, "operation not allowed in the current state")     \
+    X(ND_ERR_NOMEM, "out of memory")                                  \
+    X(ND_ERR_IO, "input/output error")                                \
+    X(ND_ERR_FORMAT, "malformed data")
+
+typedef enum nd_status {
+#define ND_STATUS_ENUM_(code, text) code,
+    ND_STATUS_LIST(ND_STATUS_ENUM_)
+#undef ND_STATUS_ENUM_
+} nd_status;
+
+/* The calling thread's last error message, or "" when there is none. */
+const char *nd_last_error(void);
+/* The calling thread's last error code (ND_OK when there is none). */
+nd_status nd_last_status(void);
+/* Forget the calling thread's last error. */
+void nd_clear_error(void);
+/* A short description of a status code. */
+const char *nd_status_name(nd_status status);
+/* Called on every new error of the calling thread (e.g. to stop in a debugger); NULL removes it. */
+typedef void (*nd_error_handler)(nd_status status, const char *message, void *user);
+void nd_set_error_handler(nd_error_handler handler, void *user);
+
+/* ---------------------------------------------------------------- memory ---------------- */
+
+/* Open a scope on the calling thread: tensors returned by ops from now on belong to it. */
+void nd_scope_begin(void);
+/* Close the innermost scope, releasing every tensor it owns (ND_ERR_STATE if none is open). */
+nd_status nd_scope_end(void);
+/* Take one more reference to t for the caller (pair with nd_release); returns t. */
+nd_tensor *nd_keep(nd_tensor *t);
+/* Drop one caller-owned reference; the tensor is freed when nothing refers to it. NULL is ignored. */
+void nd_release(nd_tensor *t);
+/* Live object counts of the whole process, for leak tests. */
+int64_t nd_live_tensors(void);
+int64_t nd_live_storages(void);
+int64_t nd_live_nodes(void);
+
+/* ---------------------------------------------------------------- creation -------------- */
+
+/* A new tensor holding a copy of `data` (row-major, elements of `dtype`). */
+nd_tensor *nd_from_data(const void *data, nd_dtype dtype, int ndim, const int64_t *shape);
+/* Convenience: float32 / float64 / int64 data. */
+nd_tensor *nd_from_f32(const float *data, int ndim, const int64_t *shape);
+nd_tensor *nd_from_f64(const double *data, int ndim, const int64_t *shape);
+nd_tensor *nd_from_i64(const int64_t *data, int ndim, const int64_t *shape);
+/* A 0-dim tensor holding `value`. */
+nd_tensor *nd_scalar(double value, nd_dtype dtype);
+/* Uninitialised / zero / one / constant-filled tensors. */
+nd_tensor *nd_empty(nd_dtype dtype, int ndim, const int64_t *shape);
+nd_tensor *nd_zeros(nd_dtype dtype, int ndim, const int64_t *shape);
+nd_tensor *nd_ones(nd_dtype dtype, int ndim, const int64_t *shape);
+nd_tensor *nd_full(double value, nd_dtype dtype, int ndim, const int64_t *shape);
+/* Values start, start+step, ... below end (above end for a negative step), as torch.arange. */
+nd_tensor *nd_arange(double start, double end, double step, nd_dtype dtype);
+/* An n x m identity-like matrix (ones on the main diagonal). */
+nd_tensor *nd_eye(int64_t n, int64_t m, nd_dtype dtype);
+/* Uniform [0, 1) and standard normal samples from the thread's seeded generator (float dtypes). */
+nd_tensor *nd_rand(nd_dtype dtype, int ndim, const int64_t *shape);
+nd_tensor *nd_randn(nd_dtype dtype, int ndim, const int64_t *shape);
+/* The same as above, with the shape and dtype of t. */
+nd_tensor *nd_empty_like(const nd_tensor *t);
+nd_tensor *nd_zeros_like(const nd_tensor *t);
+nd_tensor *nd_ones_like(const nd_tensor *t);
+nd_tensor *nd_full_like(const nd_tensor *t, double value);
+nd_tensor *nd_rand_like(const nd_tensor *t);
+nd_tensor *nd_randn_like(const nd_tensor *t);
+/* Seed the calling thread's generator; one seed gives the same numbers on every machine. */
+void nd_manual_seed(uint64_t seed);
+
+/* ---------------------------------------------------------------- inspection ------------ */
+
+int nd_ndim(const nd_tensor *t);                  /* number of dims (0 for a scalar; -1 for NULL) */
+const int64_t *nd_shape(const nd_tensor *t);      /* ndim sizes (valid while t lives) */
+const int64_t *nd_strides(const nd_tensor *t);    /* ndim strides, in elements */
+int64_t nd_size(const nd_tensor *t, int dim);     /* size of one dim (negative dims count from the end) */
+int64_t nd_offset(const nd_tensor *t);            /* offset into the storage, in elements */
+int64_t nd_numel(const nd_tensor *t);             /* number of elements */
+nd_dtype nd_dtype_of(const nd_tensor *t);         /* the element type */
+size_t nd_dtype_size(nd_dtype dtype);             /* bytes per element */
+const char *nd_dtype_name(nd_dtype dtype);        /* "float32", "float64", "int64", "bool" */
+bool nd_is_contiguous(const nd_tensor *t);        /* row-major and dense */
+bool nd_shares_storage(const nd_tensor *a, const nd_tensor *b); /* views of one storage */
+/* Pointer to element [0,...,0]; write through it only with the strides in mind. */
+void *nd_data_ptr(const nd_tensor *t);
+/* The value of a one-element tensor as a double (NaN and an error otherwise). */
+double nd_item(const nd_tensor *t);
+/* Read / write one element; idx has ndim entries (negative ones count from the end). */
+nd_status nd_get(const nd_tensor *t, const int64_t *idx, double *value);
+nd_status nd_set(nd_tensor *t, const int64_t *idx, double value);
+/* Copy all elements, row-major, converted to `dtype`, into buf (capacity in bytes). */
+nd_status nd_copy_out(const nd_tensor *t, void *buf, size_t capacity, nd_dtype dtype);
+/* Copy row-major data of t's dtype into t (any strides); counts as an in-place write. */
+nd_status nd_copy_in(nd_tensor *t, const void *data, size_t nbytes);
+
+/* ---------------------------------------------------------------- printing -------------- */
+
+/* PyTorch's repr of t, e.g. "tensor([1., 2.], requires_grad=True)"; free() the result. */
+char *nd_to_string(const nd_tensor *t);
+/* Print nd_to_string(t) and a newline to stdout / to a stream. */
+nd_status nd_print(const nd_tensor *t);
+nd_status nd_fprint(FILE *stream, const nd_tensor *t);
+
+/* ---------------------------------------------------------------- autograd -------------- */
+
+/* Mark a leaf as needing gradients (float dtypes only). */
+nd_status nd_set_requires_grad(nd_tensor *t, bool requires_grad);
+bool nd_requires_grad(const nd_tensor *t);
+/* True for tensors not produced by a recorded op (they hold .grad after backward). */
+bool nd_is_leaf(const nd_tensor *t);
+/* The accumulated gradient (owned by t; valid until t is freed or its grad is zeroed), or NULL. */
+nd_tensor *nd_grad(const nd_tensor *t);
+/* Drop t's gradient (PyTorch's zero_grad(set_to_none=True)). */
+nd_status nd_zero_grad(nd_tensor *t);
+/* Keep the gradient of a non-leaf in its .grad during backward. */
+nd_status nd_retain_grad(nd_tensor *t);
+/* The PyTorch name of the op that made t ("MulBackward0"), or NULL for a leaf. */
+const char *nd_grad_fn_name(const nd_tensor *t);
+/* Backpropagate from a one-element tensor; leaves' gradients accumulate until zeroed.
+ * The graph stays usable: a second call accumulates again (PyTorch's retain_graph=True). */
+nd_status nd_backward(nd_tensor *t);
+/* Backpropagate with an explicit gradient of t's shape; create_graph records the backward pass
+ * so gradients can be differentiated again. */
+nd_status nd_backward_with(nd_tensor *t, nd_tensor *grad, bool create_graph);
+/* torch.autograd.grad: gradients of outputs (weighted by grad_outputs, NULL entries or array mean
+ * ones) with respect to inputs, returned in grads[] (zeros for unreached inputs) without touching
+ * any .grad. The results belong to the current scope. */
+nd_status nd_autograd_grad(int n_outputs, nd_tensor *const *outputs, nd_tensor *const *grad_outputs,
+                           int n_inputs, nd_tensor *const *inputs, nd_tensor **grads,
+                           bool create_graph);
+/* A tensor sharing t's data, cut from the graph (requires_grad false). */
+nd_tensor *nd_detach(nd_tensor *t);
+
+/* Gradient mode is thread-local. Inside a no-grad region ops record nothing. Regions nest. */
+void nd_no_grad_begin(void);
+void nd_no_grad_end(void);
+bool nd_is_grad_enabled(void);
+/* Set grad mode for the calling thread; returns the previous setting. */
+bool nd_set_grad_enabled(bool enabled);
+
+/* Function checked by nd_gradcheck: builds an output from inputs (any shape). */
+typedef nd_tensor *(*nd_function)(nd_tensor *const *inputs, void *user);
+/* Compare analytic gradients of fn with central finite differences (step eps) for every float64
+ * input that requires grad; ND_OK if |analytic - numeric| <= atol + rtol*|numeric| everywhere,
+ * otherwise ND_ERR_GRAD with the first mismatch (input, element, both values) in nd_last_error(). */
+nd_status nd_gradcheck(nd_function fn, void *user, int n_inputs, nd_tensor *const *inputs,
+                       double eps, double atol, double rtol);
+
+/* ---------------------------------------------------------------- copies and dtype ------ */
+
+nd_tensor *nd_contiguous(nd_tensor *t);           /* t itself if contiguous, else a dense copy */
+nd_tensor *nd_clone(nd_tensor *t);                /* a dense copy (differentiable) */
+nd_tensor *nd_to(nd_tensor *t, nd_dtype dtype);   /* converted copy (t itself if same dtype) */
+
+/* ---------------------------------------------------------------- views ----------------- */
+/* Views share storage with their input: no data is copied. */
+
+/* New shape with the same elements; one entry may be -1. view needs compatible strides,
+ * reshape copies only when it must. */
+nd_tensor *nd_view(nd_tensor *t, int ndim, const int64_t *shape);
+nd_tensor *nd_reshape(nd_tensor *t, int ndim, const int64_t *shape);
+nd_tensor *nd_transpose(nd_tensor *t, int dim0, int dim1);
+nd_tensor *nd_t(nd_tensor *t);                    /* transpose of a <= 2-d tensor */
+nd_tensor *nd_permute(nd_tensor *t, int ndim, const int64_t *dims);
+nd_tensor *nd_squeeze(nd_tensor *t);              /* drop every size-1 dim */
+nd_tensor *nd_squeeze_dim(nd_tensor *t, int dim); /* drop dim if its size is 1 */
+nd_tensor *nd_unsqueeze(nd_tensor *t, int dim);
+/* Broadcast size-1 dims to larger sizes (stride 0); -1 keeps a size; new leading dims allowed. */
+nd_tensor *nd_expand(nd_tensor *t, int ndim, const int64_t *shape);
+/* Elements start, start+step, ... below end along dim (start/end clamped like Python slices). */
+nd_tensor *nd_slice(nd_tensor *t, int dim, int64_t start, int64_t end, int64_t step);
+/* Index `index` of dim, removing that dim. */
+nd_tensor *nd_select(nd_tensor *t, int dim, int64_t index);
+nd_tensor *nd_narrow(nd_tensor *t, int dim, int64_t start, int64_t length);
+/* Merge dims start_dim..end_dim into one. */
+nd_tensor *nd_flatten(nd_tensor *t, int start_dim, int end_dim);
+
+/* ---------------------------------------------------------------- arithmetic ------------ */
+/* Binary ops broadcast like NumPy/PyTorch and promote dtypes like PyTorch. */
+
+nd_tensor *nd_add(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_sub(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_mul(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_div(nd_tensor *a, nd_tensor *b);    /* true division: integers give float32 */
+nd_tensor *nd_pow(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_neg(nd_tensor *a);
+nd_tensor *nd_add_scalar(nd_tensor *a, double s);
+nd_tensor *nd_sub_scalar(nd_tensor *a, double s);
+nd_tensor *nd_rsub_scalar(double s, nd_tensor *a); /* s - a */
+nd_tensor *nd_mul_scalar(nd_tensor *a, double s);
+nd_tensor *nd_div_scalar(nd_tensor *a, double s);
+nd_tensor *nd_pow_scalar(nd_tensor *a, double exponent);
+nd_tensor *nd_relu(nd_tensor *a);
+nd_tensor *nd_exp(nd_tensor *a);
+nd_tensor *nd_log(nd_tensor *a);
+nd_tensor *nd_tanh(nd_tensor *a);
+nd_tensor *nd_sigmoid(nd_tensor *a);
+/* cond ? a : b elementwise (cond is bool); all three broadcast together. */
+nd_tensor *nd_where(nd_tensor *cond, nd_tensor *a, nd_tensor *b);
+/* Comparisons give bool tensors and carry no gradient. */
+nd_tensor *nd_eq(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_ne(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_lt(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_le(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_gt(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_ge(nd_tensor *a, nd_tensor *b);
+
+/* In-place updates (no autograd: allowed on leaves only inside a no-grad region, like PyTorch's
+ * torch.no_grad() optimizer steps). b broadcasts to a's shape. Return a status. */
+nd_status nd_add_(nd_tensor *a, nd_tensor *b);
+nd_status nd_sub_(nd_tensor *a, nd_tensor *b);
+nd_status nd_mul_(nd_tensor *a, nd_tensor *b);
+nd_status nd_fill_(nd_tensor *a, double value);
+
+/* ---------------------------------------------------------------- reductions ------------ */
+
+nd_tensor *nd_sum(nd_tensor *t);                  /* all elements, 0-dim result */
+nd_tensor *nd_mean(nd_tensor *t);
+/* Over a list of dims (negative allowed; ndims 0 means all); keepdim keeps them as size 1. */
+nd_tensor *nd_sum_dims(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+nd_tensor *nd_mean_dims(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+
+/* ---------------------------------------------------------------- linear algebra -------- */
+
+/* torch.matmul: 1-d·1-d dot, 2-d mm, 1-d/2-d mixes, batched N-d with broadcast batch dims. */
+nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b);     /* [n,k] @ [k,m] only */
+nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NDGRAD_H */

@@ -1,0 +1,388 @@
+/* The backward engine. Nodes reachable from the roots are found with an explicit stack (no
+ * recursion, so a 1,000,000-op chain is fine), counted by incoming edges, and run in topological
+ * order. Each node's backward runs inside its own scope and the engine keeps only the gradients it
+ * still needs, so memory follows the frontier of the traversal, not the size of the graph. */
+#include "ops/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_uint_fast64_t epoch_counter = 1;
+
+typedef struct node_vec {
+    nd_node **items;
+    size_t count, cap;
+} node_vec;
+
+static bool vec_push(node_vec *v, nd_node *n)
+{
+    if (v->count == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        nd_node **items = realloc(v->items, cap * sizeof *items);
+        if (!items)
+            return false;
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->count++] = n;
+    return true;
+}
+
+/* What the caller wants: accumulate into leaves' .grad (backward), or capture the gradients of
+ * chosen tensors (autograd_grad). */
+typedef struct capture {
+    int n;
+    nd_tensor *const *targets;
+    nd_tensor **results; /* engine-owned references until handed over */
+} capture;
+
+/* acc = acc + g, both engine-owned references (g's reference is consumed). */
+static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
+{
+    if (!*acc) {
+        *acc = g;
+        return ND_OK;
+    }
+    nd_scope_begin();
+    nd_tensor *sum = nd_ref(nd_add(*acc, g));
+    nd_scope_end();
+    nd_unref(g);
+    if (!sum)
+        return nd_last_status();
+    nd_unref(*acc);
+    *acc = sum;
+    return ND_OK;
+}
+
+/* A leaf's .grad: the first gradient is stored (copied unless this pass owns it outright), later
+ * ones are added in place, or out of place when a graph is being built. */
+static nd_status accumulate_leaf(nd_tensor *leaf, nd_tensor *g, bool create_graph)
+{
+    if (!leaf->grad) {
+        bool exclusive = atomic_load(&g->refcount) == 1 && atomic_load(&g->storage->refcount) == 1 &&
+                         !g->grad_fn && nd_is_contiguous(g) && g->offset == 0 &&
+                         (size_t)nd_numel(g) * nd_dtype_size(g->dtype) == g->storage->nbytes;
+        if (create_graph || exclusive) {
+            leaf->grad = g;
+            return ND_OK;
+        }
+        nd_tensor *copy = nd_k_copy(g, leaf->dtype);
+        nd_unref(g);
+        if (!copy)
+            return nd_last_status();
+        leaf->grad = copy;
+        return ND_OK;
+    }
+    if (create_graph || leaf->grad->grad_fn || g->grad_fn)
+        return accumulate(&leaf->grad, g);
+    nd_k_binary_into(ND_BIN_ADD, leaf->grad, leaf->grad, g);
+    nd_bump_version(leaf->grad);
+    nd_unref(g);
+    return ND_OK;
+}
+
+static int capture_index(const capture *cap, const nd_tensor *t, const nd_node *node)
+{
+    if (!cap)
+        return -1;
+    for (int i = 0; i < cap->n; i++)
+        if ((t && cap->targets[i] == t) || (node && cap->targets[i]->grad_fn == node))
+            return i;
+    return -1;
+}
+
+/* Delivers gradient g (engine-owned) flowing into tensor `in`. */
+static nd_status deliver(nd_tensor *in, nd_tensor *g, bool create_graph, capture *cap, node_vec *ready)
+{
+    if (!in->requires_grad) {
+        nd_unref(g);
+        return ND_OK;
+    }
+    nd_node *child = in->grad_fn;
+    if (child) {
+        nd_status st = accumulate(&child->grad_acc, g);
+        if (--child->pending == 0 && !vec_push(ready, child))
+            return nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+        return st;
+    }
+    if (cap) {
+        int k = capture_index(cap, in, NULL);
+        if (k < 0) {
+            nd_unref(g);
+            return ND_OK;
+        }
+        return accumulate(&cap->results[k], g);
+    }
+    return accumulate_leaf(in, g, create_graph);
+}
+
+static nd_status check_versions(const nd_node *n)
+{
+    for (int i = 0; i < n->n_inputs + ND_NODE_MAX_SAVED; i++) {
+        const nd_tensor *t = i < n->n_inputs ? n->inputs[i] : n->saved[i - n->n_inputs];
+        uint64_t expected = i < n->n_inputs ? n->input_versions[i] : n->saved_versions[i - n->n_inputs];
+        if (!t)
+            continue;
+        uint64_t now = atomic_load(&t->storage->version);
+        if (now != expected) {
+            char b[ND_SHAPE_BUF];
+            return nd_fail_status(ND_ERR_GRAD,
+                                  "backward: one of the tensors needed by %s (a %s tensor of shape %s) was "
+                                  "modified in place after it was used (version %llu, expected %llu)",
+                                  nd_op_table[n->op].grad_fn_name, nd_dtype_name(t->dtype),
+                                  nd_shape_str(b, sizeof b, t->ndim, t->shape), (unsigned long long)now,
+                                  (unsigned long long)expected);
+        }
+    }
+    return ND_OK;
+}
+
+/* Runs one node's backward rule and hands each input its gradient. */
+static nd_status run_node(nd_node *n, bool create_graph, capture *cap, node_vec *ready)
+{
+    nd_tensor *g = n->grad_acc;
+    n->grad_acc = NULL;
+    nd_status st = check_versions(n);
+    if (st != ND_OK) {
+        nd_unref(g);
+        return st;
+    }
+    if (n->retained && !cap) {
+        nd_tensor *r = n->retained;
+        nd_tensor *gr = create_graph ? nd_ref(g) : nd_k_copy(g, g->dtype);
+        if (!gr) {
+            nd_unref(g);
+            return nd_last_status();
+        }
+        if ((st = accumulate(&r->grad, gr)) != ND_OK) {
+            nd_unref(g);
+            return st;
+        }
+    }
+    int k = capture_index(cap, NULL, n);
+    if (k >= 0 && (st = accumulate(&cap->results[k], nd_ref(g))) != ND_OK) {
+        nd_unref(g);
+        return st;
+    }
+
+    nd_tensor *stack_grads[4] = {0};
+    nd_tensor **grads = n->n_inputs <= 4 ? stack_grads : calloc((size_t)n->n_inputs, sizeof *grads);
+    if (!grads) {
+        nd_unref(g);
+        return nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+    }
+    nd_scope_begin();
+    st = nd_op_table[n->op].backward(n, g, grads);
+    for (int i = 0; i < n->n_inputs; i++)
+        nd_ref(grads[i]); /* survive the scope */
+    nd_scope_end();
+    nd_unref(g);
+    for (int i = 0; i < n->n_inputs; i++) {
+        nd_tensor *in = n->inputs[i];
+        if (st != ND_OK || !in || !grads[i]) {
+            nd_unref(grads[i]);
+            /* An input that requires grad but got none still counts as visited. */
+            if (st == ND_OK && in && in->requires_grad && in->grad_fn && --in->grad_fn->pending == 0)
+                if (!vec_push(ready, in->grad_fn))
+                    st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+            continue;
+        }
+        nd_status s2 = deliver(in, grads[i], create_graph, cap, ready);
+        if (st == ND_OK)
+            st = s2;
+    }
+    if (grads != stack_grads)
+        free(grads);
+    return st;
+}
+
+static nd_status run_backward(int n_roots, nd_tensor *const *roots, nd_tensor *const *root_grads,
+                              bool create_graph, capture *cap)
+{
+    uint64_t epoch = atomic_fetch_add(&epoch_counter, 1);
+    node_vec seen = {0}, stack = {0}, ready = {0};
+    nd_status st = ND_OK;
+
+    /* Discover reachable nodes and count the edges into each. */
+    for (int r = 0; r < n_roots && st == ND_OK; r++) {
+        nd_node *root = roots[r]->grad_fn;
+        if (!root || root->epoch == epoch)
+            continue;
+        root->epoch = epoch;
+        root->pending = 0;
+        root->grad_acc = NULL;
+        if (!vec_push(&seen, root) || !vec_push(&stack, root))
+            st = ND_ERR_NOMEM;
+        while (st == ND_OK && stack.count) {
+            nd_node *n = stack.items[--stack.count];
+            for (int i = 0; i < n->n_inputs; i++) {
+                nd_tensor *in = n->inputs[i];
+                if (!in || !in->requires_grad || !in->grad_fn)
+                    continue;
+                nd_node *c = in->grad_fn;
+                if (c->epoch != epoch) {
+                    c->epoch = epoch;
+                    c->pending = 0;
+                    c->grad_acc = NULL;
+                    if (!vec_push(&seen, c) || !vec_push(&stack, c)) {
+                        st = ND_ERR_NOMEM;
+                        break;
+                    }
+                }
+                c->pending++;
+            }
+        }
+    }
+    if (st != ND_OK)
+        st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+
+    /* Seed the roots. */
+    for (int r = 0; r < n_roots && st == ND_OK; r++) {
+        nd_tensor *g = nd_ref(root_grads[r]);
+        if (roots[r]->grad_fn) {
+            st = accumulate(&roots[r]->grad_fn->grad_acc, g);
+        } else if (cap) {
+            int k = capture_index(cap, roots[r], NULL);
+            if (k >= 0)
+                st = accumulate(&cap->results[k], g);
+            else
+                nd_unref(g);
+        } else {
+            st = accumulate_leaf(roots[r], g, create_graph);
+        }
+    }
+    for (int r = 0; r < n_roots && st == ND_OK; r++) {
+        nd_node *root = roots[r]->grad_fn;
+        if (root && root->pending == 0 && root->epoch == epoch) {
+            root->pending = -1; /* queued once even if named twice */
+            if (!vec_push(&ready, root))
+                st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+        }
+    }
+
+    bool previous_mode = nd_set_grad_enabled(create_graph);
+    while (st == ND_OK && ready.count)
+        st = run_node(ready.items[--ready.count], create_graph, cap, &ready);
+    nd_set_grad_enabled(previous_mode);
+
+    /* After an error some nodes may still hold partial gradients: drop them. */
+    for (size_t i = 0; i < seen.count; i++) {
+        nd_unref(seen.items[i]->grad_acc);
+        seen.items[i]->grad_acc = NULL;
+    }
+    free(seen.items);
+    free(stack.items);
+    free(ready.items);
+    return st;
+}
+
+static nd_status check_root(const char *op, const nd_tensor *t, int index)
+{
+    if (!t)
+        return nd_fail_null(op, index), nd_last_status();
+    if (!t->requires_grad)
+        return nd_fail_status(ND_ERR_GRAD, "%s: element %d of tensors does not require grad and does not have a grad_fn",
+                              op, index);
+    return ND_OK;
+}
+
+/* The gradient to start from: ones for a one-element root, else the given one (checked). */
+static nd_tensor *root_grad(const char *op, nd_tensor *t, nd_tensor *grad)
+{
+    char b1[ND_SHAPE_BUF], b2[ND_SHAPE_BUF];
+    if (!grad) {
+        if (nd_numel(t) != 1)
+            return nd_fail(ND_ERR_GRAD, "%s: grad can be implicitly created only for scalar outputs "
+                           "(the tensor has shape %s); pass a gradient of that shape", op,
+                           nd_shape_str(b1, sizeof b1, t->ndim, t->shape));
+        return nd_k_full(t->dtype, t->ndim, t->shape, 1.0);
+    }
+    if (grad->ndim != t->ndim || memcmp(grad->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) != 0)
+        return nd_fail(ND_ERR_SHAPE, "%s: mismatch in shape: grad_output has a shape of %s and output has a shape of %s",
+                       op, nd_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
+                       nd_shape_str(b2, sizeof b2, t->ndim, t->shape));
+    if (!nd_dtype_is_float(grad->dtype))
+        return nd_fail(ND_ERR_DTYPE, "%s: the gradient must be a floating point tensor, got %s", op,
+                       nd_dtype_name(grad->dtype));
+    if (grad->dtype != t->dtype)
+        return nd_k_copy(grad, t->dtype);
+    return nd_ref(grad);
+}
+
+nd_status nd_backward_with(nd_tensor *t, nd_tensor *grad, bool create_graph)
+{
+    const char *op = "nd_backward";
+    nd_status st = check_root(op, t, 0);
+    if (st != ND_OK)
+        return st;
+    nd_tensor *g = root_grad(op, t, grad);
+    if (!g)
+        return nd_last_status();
+    st = run_backward(1, &t, &g, create_graph, NULL);
+    nd_unref(g);
+    return st;
+}
+
+nd_status nd_backward(nd_tensor *t) { return nd_backward_with(t, NULL, false); }
+
+nd_status nd_autograd_grad(int n_outputs, nd_tensor *const *outputs, nd_tensor *const *grad_outputs,
+                           int n_inputs, nd_tensor *const *inputs, nd_tensor **grads, bool create_graph)
+{
+    const char *op = "nd_autograd_grad";
+    if (n_outputs <= 0 || n_inputs <= 0 || !outputs || !inputs || !grads)
+        return nd_fail_status(ND_ERR_VALUE, "%s: needs at least one output and one input, and a grads array", op);
+    for (int i = 0; i < n_inputs; i++)
+        grads[i] = NULL;
+    for (int i = 0; i < n_outputs; i++) {
+        nd_status st = check_root(op, outputs[i], i);
+        if (st != ND_OK)
+            return st;
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        if (!inputs[i])
+            return nd_fail_null(op, i), nd_last_status();
+        if (!inputs[i]->requires_grad)
+            return nd_fail_status(ND_ERR_GRAD, "%s: input %d does not require grad", op, i);
+    }
+    nd_tensor **seeds = calloc((size_t)n_outputs, sizeof *seeds);
+    nd_tensor **results = calloc((size_t)n_inputs, sizeof *results);
+    if (!seeds || !results) {
+        free(seeds);
+        free(results);
+        return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", op);
+    }
+    nd_status st = ND_OK;
+    for (int i = 0; i < n_outputs && st == ND_OK; i++) {
+        seeds[i] = root_grad(op, outputs[i], grad_outputs ? grad_outputs[i] : NULL);
+        if (!seeds[i])
+            st = nd_last_status();
+    }
+    capture cap = {n_inputs, inputs, results};
+    if (st == ND_OK)
+        st = run_backward(n_outputs, outputs, seeds, create_graph, &cap);
+    for (int i = 0; i < n_inputs; i++) {
+        if (st == ND_OK) {
+            nd_tensor *r = results[i];
+            if (!r) /* not reached: its gradient is zero */
+                r = nd_k_full(inputs[i]->dtype, inputs[i]->ndim, inputs[i]->shape, 0.0);
+            else if (!create_graph && r->grad_fn) {
+                nd_tensor *d = nd_k_copy(r, r->dtype);
+                nd_unref(r);
+                r = d;
+            }
+            grads[i] = r ? nd_register(r) : NULL;
+            if (!r)
+                st = nd_last_status();
+        } else {
+            nd_unref(results[i]);
+        }
+    }
+    if (st != ND_OK)
+        for (int i = 0; i < n_inputs; i++)
+            grads[i] = NULL; /* already registered ones are freed by their scope */
+    for (int i = 0; i < n_outputs; i++)
+        nd_unref(seeds[i]);
+    free(seeds);
+    free(results);
+    return st;
+}

@@ -1,0 +1,74 @@
+/* Recording graph nodes, and the op table generated from op_list.h. */
+#include "autograd/node.h"
+
+#include <stdlib.h>
+
+const nd_op_info nd_op_table[ND_OP_COUNT_] = {
+#define ND_OP_ROW_(e, name, bw) [ND_OP_##e] = {name, bw},
+    ND_OP_LIST(ND_OP_ROW_)
+#undef ND_OP_ROW_
+};
+
+bool nd_grad_needed(int n, nd_tensor *const *inputs)
+{
+    if (!nd_is_grad_enabled())
+        return false;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && inputs[i]->requires_grad)
+            return true;
+    return false;
+}
+
+nd_node *nd_record(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, bool *failed)
+{
+    *failed = false;
+    if (!nd_grad_needed(n_inputs, inputs) || !nd_dtype_is_float(out->dtype))
+        return NULL;
+    size_t bytes = sizeof(nd_node) + (size_t)n_inputs * (sizeof(nd_tensor *) + sizeof(uint64_t));
+    nd_node *node = calloc(1, bytes);
+    if (!node) {
+        *failed = true;
+        nd_fail(ND_ERR_NOMEM, "out of memory recording a graph node for %s", nd_op_table[op].grad_fn_name);
+        return NULL;
+    }
+    atomic_fetch_add(&nd_live_node_count, 1);
+    atomic_init(&node->refcount, 1);
+    node->op = op;
+    node->n_inputs = n_inputs;
+    node->inputs = (nd_tensor **)(node + 1);
+    node->input_versions = (uint64_t *)(node->inputs + n_inputs);
+    for (int i = 0; i < n_inputs; i++) {
+        node->inputs[i] = nd_ref(inputs[i]);
+        node->input_versions[i] = inputs[i] ? atomic_load(&inputs[i]->storage->version) : 0;
+    }
+    node->out_ndim = out->ndim;
+    node->out_dtype = out->dtype;
+    for (int i = 0; i < out->ndim; i++)
+        node->out_shape[i] = out->shape[i];
+    out->grad_fn = node;
+    out->requires_grad = true;
+    return node;
+}
+
+bool nd_node_save(nd_node *node, int slot, const nd_tensor *t)
+{
+    nd_tensor *alias = nd_alias(t, t->ndim, t->shape, t->strides, t->offset);
+    if (!alias)
+        return false;
+    node->saved[slot] = alias;
+    node->saved_versions[slot] = atomic_load(&t->storage->version);
+    return true;
+}
+
+nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out)
+{
+    bool failed;
+    nd_node *node = nd_record(out, op, n_inputs, inputs, &failed);
+    if (failed) {
+        nd_unref(out);
+        return NULL;
+    }
+    if (node_out)
+        *node_out = node;
+    return nd_register(out);
+}

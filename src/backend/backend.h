@@ -1,0 +1,65 @@
+/* The kernel table. Kernels see raw pointers, shapes and strides only: no graph, no scopes, no
+ * reference counts. Ops reach them through nd_backend(), so another backend (CUDA) can be added
+ * without touching ops or autograd. */
+#ifndef ND_BACKEND_H
+#define ND_BACKEND_H
+
+#include "ndgrad.h"
+
+/* A strided walk over up to four operands of one shape: operand 0 is the output. Strides are in
+ * bytes; a broadcast dim has stride 0. Built by nd_iter_init, which merges dims that can be. */
+typedef struct nd_iter {
+    int ndim;
+    int nops;
+    int64_t shape[ND_MAX_DIMS];
+    char *ptr[4];
+    int64_t strides[4][ND_MAX_DIMS];
+} nd_iter;
+
+/* Operands: (data pointer at element 0, element strides, element size) of each operand. */
+void nd_iter_init(nd_iter *it, int ndim, const int64_t *shape, int nops, char *const *ptrs,
+                  const int64_t *const *elem_strides, const size_t *elem_sizes);
+
+#define ND_BINOP_LIST(X) X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAXIMUM) X(MINIMUM) \
+    X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
+typedef enum nd_binop {
+#define ND_BINOP_ENUM_(e) ND_BIN_##e,
+    ND_BINOP_LIST(ND_BINOP_ENUM_)
+#undef ND_BINOP_ENUM_
+    ND_BIN_COUNT_
+} nd_binop;
+
+#define ND_UNOP_LIST(X) X(NEG) X(RELU) X(EXP) X(LOG) X(TANH) X(SIGMOID)
+typedef enum nd_unop {
+#define ND_UNOP_ENUM_(e) ND_UN_##e,
+    ND_UNOP_LIST(ND_UNOP_ENUM_)
+#undef ND_UNOP_ENUM_
+    ND_UN_COUNT_
+} nd_unop;
+
+static inline bool nd_binop_is_comparison(nd_binop op) { return op >= ND_BIN_EQ; }
+
+typedef struct nd_backend {
+    const char *name;
+    /* out = a op b; a and b of dtype `dtype`; out of dtype `dtype` (bool for comparisons). */
+    void (*binary)(nd_binop op, nd_dtype dtype, const nd_iter *it);
+    /* out = op(a), same dtype. */
+    void (*unary)(nd_unop op, nd_dtype dtype, const nd_iter *it);
+    /* out (dtype `to`) = a (dtype `from`), elementwise conversion / copy. */
+    void (*cast)(nd_dtype to, nd_dtype from, const nd_iter *it);
+    /* out = cond ? a : b; operands (out, cond [bool], a, b), a and b of dtype. */
+    void (*where)(nd_dtype dtype, const nd_iter *it);
+    /* acc += a, where operand 0 (acc) has stride 0 along reduced dims. acc is float64 for float
+     * inputs and int64 for int64/bool inputs, so long float32 sums keep their precision. */
+    void (*accumulate)(nd_dtype in_dtype, const nd_iter *it);
+    /* C[b] = A[b] @ B[b] for b < batch; A is MxK, B is KxN, C is MxN; element strides per operand
+     * as (batch, row, col). C must not overlap A or B. */
+    void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                 const void *a, const int64_t a_strides[3], const void *b, const int64_t b_strides[3],
+                 void *c, const int64_t c_strides[3]);
+} nd_backend;
+
+const nd_backend *nd_backend_get(void);
+extern const nd_backend nd_cpu_backend;
+
+#endif

@@ -1,0 +1,234 @@
+/* Shared op machinery: broadcasting geometry, graph-free kernel calls, gradient reduction. */
+#include "ops/common.h"
+
+#include <string.h>
+
+void nd_broadcast_strides(const nd_tensor *t, int ndim, const int64_t *shape, int64_t *strides)
+{
+    int lead = ndim - t->ndim;
+    for (int i = 0; i < ndim; i++) {
+        int j = i - lead;
+        strides[i] = (j < 0 || (t->shape[j] == 1 && shape[i] != 1)) ? 0 : t->strides[j];
+    }
+}
+
+static char *base_ptr(const nd_tensor *t) { return nd_data_ptr(t); }
+
+void nd_k_copy_into(nd_tensor *dst, const nd_tensor *src)
+{
+    int64_t ss[ND_MAX_DIMS];
+    nd_broadcast_strides(src, dst->ndim, dst->shape, ss);
+    char *ptrs[2] = {base_ptr(dst), base_ptr(src)};
+    const int64_t *strides[2] = {dst->strides, ss};
+    size_t sizes[2] = {nd_dtype_size(dst->dtype), nd_dtype_size(src->dtype)};
+    nd_iter it;
+    nd_iter_init(&it, dst->ndim, dst->shape, 2, ptrs, strides, sizes);
+    nd_backend_get()->cast(dst->dtype, src->dtype, &it);
+}
+
+nd_tensor *nd_k_copy(const nd_tensor *src, nd_dtype dtype)
+{
+    nd_tensor *out = nd_alloc(dtype, src->ndim, src->shape, false);
+    if (out)
+        nd_k_copy_into(out, src);
+    return out;
+}
+
+void nd_k_binary_into(nd_binop op, nd_tensor *out, const nd_tensor *a, const nd_tensor *b)
+{
+    int64_t sa[ND_MAX_DIMS], sb[ND_MAX_DIMS];
+    nd_broadcast_strides(a, out->ndim, out->shape, sa);
+    nd_broadcast_strides(b, out->ndim, out->shape, sb);
+    char *ptrs[3] = {base_ptr(out), base_ptr(a), base_ptr(b)};
+    const int64_t *strides[3] = {out->strides, sa, sb};
+    size_t es = nd_dtype_size(a->dtype);
+    size_t sizes[3] = {nd_dtype_size(out->dtype), es, es};
+    nd_iter it;
+    nd_iter_init(&it, out->ndim, out->shape, 3, ptrs, strides, sizes);
+    nd_backend_get()->binary(op, a->dtype, &it);
+}
+
+nd_tensor *nd_k_full(nd_dtype dtype, int ndim, const int64_t *shape, double value)
+{
+    nd_tensor *out = nd_alloc(dtype, ndim, shape, false);
+    if (!out)
+        return NULL;
+    uint64_t cell = 0; /* one element of dtype, broadcast with stride 0 */
+    nd_store(&cell, dtype, value);
+    int64_t zero[ND_MAX_DIMS] = {0};
+    char *ptrs[2] = {base_ptr(out), (char *)&cell};
+    const int64_t *strides[2] = {out->strides, zero};
+    size_t es = nd_dtype_size(dtype);
+    size_t sizes[2] = {es, es};
+    nd_iter it;
+    nd_iter_init(&it, ndim, shape, 2, ptrs, strides, sizes);
+    nd_backend_get()->cast(dtype, dtype, &it);
+    return out;
+}
+
+nd_tensor *nd_k_wrapped_scalar(double value, nd_dtype dtype)
+{
+    nd_tensor *t = nd_alloc(dtype, 0, NULL, false);
+    if (!t)
+        return NULL;
+    nd_store(t->storage->data, dtype, value);
+    t->wrapped_number = true;
+    return t;
+}
+
+nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtype)
+{
+    if (!g)
+        return NULL;
+    int lead = g->ndim - ndim;
+    int64_t dims[ND_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < g->ndim; i++)
+        if (i < lead || (shape[i - lead] == 1 && g->shape[i] != 1))
+            dims[nd++] = i;
+    nd_tensor *r = g;
+    if (nd > 0) {
+        r = nd_sum_dims(g, nd, dims, true);
+        if (r && lead > 0)
+            r = nd_reshape(r, ndim, shape);
+    }
+    if (r && r->dtype != dtype)
+        r = nd_to(r, dtype);
+    return r;
+}
+
+nd_tensor *nd_reduce_grad(nd_tensor *g, const nd_tensor *input)
+{
+    return nd_sum_to(g, input->ndim, input->shape, input->dtype);
+}
+
+nd_tensor *nd_mask(nd_binop op, nd_tensor *a, double b, nd_dtype dtype)
+{
+    nd_tensor *scalar = nd_k_full(a->dtype, 0, NULL, b);
+    nd_tensor *bits = nd_alloc(ND_BOOL, a->ndim, a->shape, false);
+    nd_tensor *out = bits ? nd_alloc(dtype, a->ndim, a->shape, false) : NULL;
+    if (scalar && bits && out) {
+        nd_k_binary_into(op, bits, a, scalar);
+        nd_k_copy_into(out, bits);
+    } else {
+        nd_unref(out);
+        out = NULL;
+    }
+    nd_unref(scalar);
+    nd_unref(bits);
+    return nd_register(out);
+}
+
+/* Broadcast shape of a and b, or an error in PyTorch's words. */
+static bool broadcast_or_fail(const char *name, const nd_tensor *a, const nd_tensor *b, int *nd, int64_t *shape)
+{
+    if (nd_broadcast_shapes(a->ndim, a->shape, b->ndim, b->shape, nd, shape))
+        return true;
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < n; i++) {
+        int ia = i - (n - a->ndim), ib = i - (n - b->ndim);
+        int64_t da = ia < 0 ? 1 : a->shape[ia], db = ib < 0 ? 1 : b->shape[ib];
+        if (da != db && da != 1 && db != 1) {
+            char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+            nd_fail(ND_ERR_SHAPE,
+                    "%s: shapes %s and %s cannot be broadcast: the size of tensor a (%lld) must match the "
+                    "size of tensor b (%lld) at non-singleton dimension %d",
+                    name, nd_shape_str(s1, sizeof s1, a->ndim, a->shape), nd_shape_str(s2, sizeof s2, b->ndim, b->shape),
+                    (long long)da, (long long)db, i);
+            break;
+        }
+    }
+    return false;
+}
+
+/* Operand converted to the compute dtype: t itself, or a temporary copy the caller unrefs. */
+static nd_tensor *as_dtype(nd_tensor *t, nd_dtype dtype, bool *copied)
+{
+    *copied = t->dtype != dtype;
+    return *copied ? nd_k_copy(t, dtype) : t;
+}
+
+nd_tensor *nd_binary_op(const char *name, nd_op op, nd_binop kernel, nd_tensor *a, nd_tensor *b)
+{
+    nd_tensor *ins[2] = {a, b};
+    if (!nd_check_inputs(name, 2, ins))
+        return NULL;
+    nd_dtype dtype = nd_promote(a, b);
+    if (kernel == ND_BIN_DIV && !nd_dtype_is_float(dtype))
+        dtype = ND_FLOAT32; /* true division */
+    if (dtype == ND_BOOL && (kernel == ND_BIN_SUB || kernel == ND_BIN_POW))
+        return nd_fail(ND_ERR_DTYPE, "%s: %s is not supported for two bool tensors", name,
+                       kernel == ND_BIN_SUB ? "subtraction" : "pow");
+    int nd;
+    int64_t shape[ND_MAX_DIMS];
+    if (!broadcast_or_fail(name, a, b, &nd, shape))
+        return NULL;
+    bool ca, cb;
+    nd_tensor *xa = as_dtype(a, dtype, &ca), *xb = as_dtype(b, dtype, &cb);
+    nd_tensor *out = xa && xb ? nd_alloc(dtype, nd, shape, false) : NULL;
+    if (out)
+        nd_k_binary_into(kernel, out, xa, xb);
+    if (ca)
+        nd_unref(xa);
+    if (cb)
+        nd_unref(xb);
+    if (!out)
+        return NULL;
+    return nd_finish(out, op, 2, ins, NULL);
+}
+
+nd_tensor *nd_compare(const char *name, nd_binop kernel, nd_tensor *a, nd_tensor *b)
+{
+    nd_tensor *ins[2] = {a, b};
+    if (!nd_check_inputs(name, 2, ins))
+        return NULL;
+    nd_dtype dtype = nd_promote(a, b);
+    int nd;
+    int64_t shape[ND_MAX_DIMS];
+    if (!broadcast_or_fail(name, a, b, &nd, shape))
+        return NULL;
+    bool ca, cb;
+    nd_tensor *xa = as_dtype(a, dtype, &ca), *xb = as_dtype(b, dtype, &cb);
+    nd_tensor *out = xa && xb ? nd_alloc(ND_BOOL, nd, shape, false) : NULL;
+    if (out)
+        nd_k_binary_into(kernel, out, xa, xb);
+    if (ca)
+        nd_unref(xa);
+    if (cb)
+        nd_unref(xb);
+    return nd_register(out);
+}
+
+nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a)
+{
+    if (!a)
+        return nd_fail_null(name, 0);
+    nd_dtype dtype = a->dtype;
+    bool floating_only = kernel != ND_UN_NEG && kernel != ND_UN_RELU;
+    if (floating_only && !nd_dtype_is_float(dtype))
+        dtype = ND_FLOAT32; /* exp/log/tanh/sigmoid of integers give float32, as in PyTorch */
+    if (dtype == ND_BOOL)
+        return nd_fail(ND_ERR_DTYPE, "%s: not supported for bool tensors", name);
+    bool copied;
+    nd_tensor *x = as_dtype(a, dtype, &copied);
+    nd_tensor *out = x ? nd_alloc(dtype, a->ndim, a->shape, false) : NULL;
+    if (out) {
+        char *ptrs[2] = {nd_data_ptr(out), nd_data_ptr(x)};
+        const int64_t *strides[2] = {out->strides, x->strides};
+        size_t es = nd_dtype_size(dtype);
+        size_t sizes[2] = {es, es};
+        nd_iter it;
+        nd_iter_init(&it, a->ndim, a->shape, 2, ptrs, strides, sizes);
+        nd_backend_get()->unary(kernel, dtype, &it);
+    }
+    if (copied)
+        nd_unref(x);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &a, &node);
+    /* exp, tanh and sigmoid differentiate through their output: keep it (detached, no cycle). */
+    if (out && node && (op == ND_OP_EXP || op == ND_OP_TANH || op == ND_OP_SIGMOID) && !nd_node_save(node, 0, out))
+        return NULL; /* the scope still frees out */
+    return out;
+}

@@ -1,0 +1,50 @@
+/* Helpers shared by the op files: input checks, graph-free kernel calls and gradient reduction. */
+#ifndef ND_OPS_COMMON_H
+#define ND_OPS_COMMON_H
+
+#include "autograd/node.h"
+#include "backend/backend.h"
+#include "core/internal.h"
+
+/* Returns false (recording the sticky NULL error) when any of the n inputs is NULL. */
+static inline bool nd_check_inputs(const char *op, int n, nd_tensor *const *inputs)
+{
+    for (int i = 0; i < n; i++)
+        if (!inputs[i]) {
+            nd_fail_null(op, i);
+            return false;
+        }
+    return true;
+}
+
+/* Expanded geometry of t as seen from an out shape (broadcast dims get stride 0). */
+void nd_broadcast_strides(const nd_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+
+/* ---- graph-free kernels: results are fresh, unregistered, refcount-1 tensors ---- */
+/* Dense copy of src converted to dtype. */
+nd_tensor *nd_k_copy(const nd_tensor *src, nd_dtype dtype);
+/* dst[...] = src broadcast to dst's shape, converted to dst's dtype. */
+void nd_k_copy_into(nd_tensor *dst, const nd_tensor *src);
+/* out = a op b with broadcasting; a and b already of the compute dtype. */
+void nd_k_binary_into(nd_binop op, nd_tensor *out, const nd_tensor *a, const nd_tensor *b);
+/* Fresh tensor of value everywhere. */
+nd_tensor *nd_k_full(nd_dtype dtype, int ndim, const int64_t *shape, double value);
+/* An internal 0-dim constant that promotes like a C number (see nd_promote). */
+nd_tensor *nd_k_wrapped_scalar(double value, nd_dtype dtype);
+
+/* ---- gradient helpers (use differentiable ops: they record when create_graph is on) ---- */
+/* Sums g over broadcast dims down to shape/ndim and converts to dtype; returns g itself when
+ * nothing is needed. Registered in the current scope. */
+nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtype);
+/* Same as nd_sum_to with the geometry of an input tensor. */
+nd_tensor *nd_reduce_grad(nd_tensor *g, const nd_tensor *input);
+/* Comparison mask as a float tensor of dtype (no graph): (a op b) ? 1 : 0 */
+nd_tensor *nd_mask(nd_binop op, nd_tensor *a, double b, nd_dtype dtype);
+
+/* Binary / unary op entry points shared by the public wrappers. */
+nd_tensor *nd_binary_op(const char *name, nd_op op, nd_binop kernel, nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a);
+/* Comparison a op b → bool tensor, never recorded. */
+nd_tensor *nd_compare(const char *name, nd_binop kernel, nd_tensor *a, nd_tensor *b);
+
+#endif

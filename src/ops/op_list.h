@@ -1,0 +1,76 @@
+/* The one list of every recorded op: enum, PyTorch's grad_fn name, backward rule.
+ * Enums, names and the backward table are generated from it, so they cannot drift apart.
+ * X(ENUM, "GradFnName", backward_function) */
+#ifndef ND_OP_LIST_H
+#define ND_OP_LIST_H
+
+#define ND_OP_LIST(X)                                       \
+    /* elementwise.c */                                     \
+    X(ADD, "AddBackward0", nd_bw_add)                       \
+    X(SUB, "SubBackward0", nd_bw_sub)                       \
+    X(RSUB, "RsubBackward1", nd_bw_sub)                     \
+    X(MUL, "MulBackward0", nd_bw_mul)                       \
+    X(DIV, "DivBackward0", nd_bw_div)                       \
+    X(POW, "PowBackward1", nd_bw_pow)                       \
+    X(POW_SCALAR, "PowBackward0", nd_bw_pow_scalar)         \
+    X(NEG, "NegBackward0", nd_bw_neg)                       \
+    X(RELU, "ReluBackward0", nd_bw_relu)                    \
+    X(EXP, "ExpBackward0", nd_bw_exp)                       \
+    X(LOG, "LogBackward0", nd_bw_log)                       \
+    X(TANH, "TanhBackward0", nd_bw_tanh)                    \
+    X(SIGMOID, "SigmoidBackward0", nd_bw_sigmoid)           \
+    X(WHERE, "WhereBackward0", nd_bw_where)                 \
+    /* reduce.c */                                          \
+    X(SUM, "SumBackward0", nd_bw_sum)                       \
+    X(SUM_DIMS, "SumBackward1", nd_bw_sum)                  \
+    X(MEAN, "MeanBackward0", nd_bw_mean)                    \
+    X(MEAN_DIMS, "MeanBackward1", nd_bw_mean)               \
+    /* matmul.c */                                          \
+    X(MM, "MmBackward0", nd_bw_mm)                          \
+    X(BMM, "BmmBackward0", nd_bw_mm)                        \
+    X(DOT, "DotBackward0", nd_bw_dot)                       \
+    X(MV, "MvBackward0", nd_bw_mv)                          \
+    /* view.c */                                            \
+    X(VIEW, "ViewBackward0", nd_bw_view)                    \
+    X(UNSAFE_VIEW, "UnsafeViewBackward0", nd_bw_view)       \
+    X(TRANSPOSE, "TransposeBackward0", nd_bw_transpose)     \
+    X(T, "TBackward0", nd_bw_transpose)                     \
+    X(PERMUTE, "PermuteBackward0", nd_bw_permute)           \
+    X(SQUEEZE, "SqueezeBackward0", nd_bw_view)              \
+    X(SQUEEZE_DIM, "SqueezeBackward1", nd_bw_view)          \
+    X(UNSQUEEZE, "UnsqueezeBackward0", nd_bw_view)          \
+    X(EXPAND, "ExpandBackward0", nd_bw_expand)              \
+    X(SLICE, "SliceBackward0", nd_bw_slice)                 \
+    X(SELECT, "SelectBackward0", nd_bw_select)              \
+    X(SLICE_BACKWARD, "SliceBackwardBackward0", nd_bw_slice_backward) \
+    /* copy.c */                                            \
+    X(CLONE, "CloneBackward0", nd_bw_clone)                 \
+    X(TO_COPY, "ToCopyBackward0", nd_bw_to_copy)
+
+typedef enum nd_op {
+#define ND_OP_ENUM_(e, name, bw) ND_OP_##e,
+    ND_OP_LIST(ND_OP_ENUM_)
+#undef ND_OP_ENUM_
+    ND_OP_COUNT_
+} nd_op;
+
+struct nd_node;
+struct nd_tensor;
+/* A backward rule: given the gradient of the node's output, fills grad_inputs[i] for every input
+ * that requires grad (others stay NULL), using ndgrad ops so create_graph can differentiate it. */
+typedef nd_status (*nd_backward_fn)(struct nd_node *node, struct nd_tensor *grad_output,
+                                    struct nd_tensor **grad_inputs);
+
+#define ND_OP_DECLARE_(e, name, bw) \
+    nd_status bw(struct nd_node *node, struct nd_tensor *grad_output, struct nd_tensor **grad_inputs);
+ND_OP_LIST(ND_OP_DECLARE_)
+#undef ND_OP_DECLARE_
+
+typedef struct nd_op_info {
+    const char *grad_fn_name;
+    nd_backward_fn backward;
+} nd_op_info;
+
+extern const nd_op_info nd_op_table[ND_OP_COUNT_];
+
+#endif
