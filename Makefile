@@ -15,9 +15,9 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 
 TEST_SRC = $(wildcard tests/test_*.c)
-TEST_BIN = $(BUILD)/tests/run_tests
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all lib seed demo test examples clean
+.PHONY: all lib seed demo test tests examples clean
 all: lib
 
 lib: $(BUILD)/libndgrad.a $(BUILD)/libndgrad.so
@@ -37,19 +37,23 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libndgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
 
-examples: $(BUILD)/examples/seed
+EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLES)
 
 seed: $(BUILD)/examples/seed
 	./$(BUILD)/examples/seed
 
 demo: seed
 
-$(TEST_BIN): $(TEST_SRC) tests/harness.h $(BUILD)/libndgrad.a
+# One binary per test file, so a broken file never hides the results of the others.
+$(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libndgrad.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $(TEST_SRC) $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< tests/harness.c $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
 
-test: $(TEST_BIN) $(BUILD)/libndgrad.so
-	./tests/run_all.sh $(BUILD)
+tests: $(TEST_BIN) $(BUILD)/libndgrad.so
+
+test: $(BUILD)/libndgrad.so $(EXAMPLES)
+	@./tests/run_all.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

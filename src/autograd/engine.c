@@ -360,26 +360,25 @@ nd_status nd_autograd_grad(int n_outputs, nd_tensor *const *outputs, nd_tensor *
     capture cap = {n_inputs, inputs, results};
     if (st == ND_OK)
         st = run_backward(n_outputs, outputs, seeds, create_graph, &cap);
-    for (int i = 0; i < n_inputs; i++) {
-        if (st == ND_OK) {
-            nd_tensor *r = results[i];
-            if (!r) /* not reached: its gradient is zero */
-                r = nd_k_full(inputs[i]->dtype, inputs[i]->ndim, inputs[i]->shape, 0.0);
-            else if (!create_graph && r->grad_fn) {
-                nd_tensor *d = nd_k_copy(r, r->dtype);
-                nd_unref(r);
-                r = d;
-            }
-            grads[i] = r ? nd_register(r) : NULL;
-            if (!r)
-                st = nd_last_status();
-        } else {
+    /* Complete every result first, and hand them over only when all succeeded. */
+    for (int i = 0; i < n_inputs && st == ND_OK; i++) {
+        nd_tensor *r = results[i];
+        if (!r) /* not reached: its gradient is zero */
+            r = nd_k_full(inputs[i]->dtype, inputs[i]->ndim, inputs[i]->shape, 0.0);
+        else if (!create_graph && r->grad_fn) {
+            r = nd_k_copy(r, r->dtype);
             nd_unref(results[i]);
         }
+        results[i] = r;
+        if (!r)
+            st = nd_last_status();
     }
-    if (st != ND_OK)
-        for (int i = 0; i < n_inputs; i++)
-            grads[i] = NULL; /* already registered ones are freed by their scope */
+    for (int i = 0; i < n_inputs; i++) {
+        if (st == ND_OK)
+            grads[i] = nd_register(results[i]);
+        else
+            nd_unref(results[i]);
+    }
     for (int i = 0; i < n_outputs; i++)
         nd_unref(seeds[i]);
     free(seeds);

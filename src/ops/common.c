@@ -86,6 +86,9 @@ nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtyp
     for (int i = 0; i < g->ndim; i++)
         if (i < lead || (shape[i - lead] == 1 && g->shape[i] != 1))
             dims[nd++] = i;
+    if (nd == 0 && g->dtype == dtype)
+        return g;
+    nd_composite_begin();
     nd_tensor *r = g;
     if (nd > 0) {
         r = nd_sum_dims(g, nd, dims, true);
@@ -94,7 +97,7 @@ nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtyp
     }
     if (r && r->dtype != dtype)
         r = nd_to(r, dtype);
-    return r;
+    return nd_composite_end(r);
 }
 
 nd_tensor *nd_reduce_grad(nd_tensor *g, const nd_tensor *input)

@@ -20,6 +20,18 @@ static inline bool nd_check_inputs(const char *op, int n, nd_tensor *const *inpu
 /* Expanded geometry of t as seen from an out shape (broadcast dims get stride 0). */
 void nd_broadcast_strides(const nd_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 
+/* Ops built from other ops run inside their own scope, so their intermediates never become the
+ * caller's to free when no scope is open: begin, build, then hand back only the result. */
+static inline void nd_composite_begin(void) { nd_scope_begin(); }
+static inline nd_tensor *nd_composite_end(nd_tensor *result)
+{
+    nd_ref(result);
+    nd_scope_end();
+    return nd_register(result);
+}
+/* An op that returns its input unchanged still hands the caller a reference of its own. */
+static inline nd_tensor *nd_return_same(nd_tensor *t) { return nd_register(nd_ref(t)); }
+
 /* ---- graph-free kernels: results are fresh, unregistered, refcount-1 tensors ---- */
 /* Dense copy of src converted to dtype. */
 nd_tensor *nd_k_copy(const nd_tensor *src, nd_dtype dtype);

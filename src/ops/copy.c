@@ -23,7 +23,7 @@ nd_tensor *nd_contiguous(nd_tensor *t)
 {
     if (!t)
         return nd_fail_null("nd_contiguous", 0);
-    return nd_is_contiguous(t) ? t : nd_clone(t);
+    return nd_is_contiguous(t) ? nd_return_same(t) : nd_clone(t);
 }
 
 /* to: converted copy.  da = g converted back to a's dtype (only float <-> float is recorded). */
@@ -34,7 +34,7 @@ nd_tensor *nd_to(nd_tensor *t, nd_dtype dtype)
     if (!nd_dtype_valid((int)dtype))
         return nd_fail(ND_ERR_DTYPE, "nd_to: invalid dtype %d", (int)dtype);
     if (t->dtype == dtype)
-        return t;
+        return nd_return_same(t);
     nd_tensor *out = nd_k_copy(t, dtype);
     if (!out)
         return NULL;

@@ -3,6 +3,7 @@
  * use ndgrad ops, so with create_graph they are differentiable again. */
 #include "ops/common.h"
 
+#include <math.h>
 #include <string.h>
 
 #define WANT(i) (node->inputs[i] && node->inputs[i]->requires_grad)
@@ -87,10 +88,11 @@ nd_tensor *nd_pow_scalar(nd_tensor *a, double exponent)
 {
     if (!a)
         return nd_fail_null("nd_pow_scalar", 0);
-    nd_tensor *e = nd_register(nd_k_wrapped_scalar(exponent, ND_FLOAT64));
+    nd_tensor *e = nd_k_wrapped_scalar(exponent, ND_FLOAT64);
     if (!e)
         return NULL;
     nd_tensor *out = nd_binary_op("nd_pow_scalar", ND_OP_POW_SCALAR, ND_BIN_POW, a, e);
+    nd_unref(e); /* the node keeps its own reference */
     if (out && out->grad_fn)
         out->grad_fn->dparams[0] = exponent;
     return out;
@@ -111,12 +113,14 @@ static nd_tensor *scalar_op(const char *name, nd_op op, nd_binop kernel, nd_tens
 {
     if (!a)
         return nd_fail_null(name, 0);
-    nd_tensor *w = nd_register(nd_k_wrapped_scalar(s, ND_FLOAT64));
+    /* An integral number keeps an integer tensor integral, as a Python int would. */
+    bool integral = !nd_dtype_is_float(a->dtype) && s == floor(s) && fabs(s) < 9e15;
+    nd_tensor *w = nd_k_wrapped_scalar(s, integral ? ND_INT64 : ND_FLOAT64);
     if (!w)
         return NULL;
-    if (s == (double)(int64_t)s && !nd_dtype_is_float(a->dtype) && s < 9e15 && s > -9e15)
-        w->dtype = ND_INT64, nd_store(w->storage->data, ND_INT64, s); /* integral numbers keep int tensors int */
-    return scalar_first ? nd_binary_op(name, op, kernel, w, a) : nd_binary_op(name, op, kernel, a, w);
+    nd_tensor *out = scalar_first ? nd_binary_op(name, op, kernel, w, a) : nd_binary_op(name, op, kernel, a, w);
+    nd_unref(w); /* the node keeps its own reference */
+    return out;
 }
 
 nd_tensor *nd_add_scalar(nd_tensor *a, double s) { return scalar_op("nd_add_scalar", ND_OP_ADD, ND_BIN_ADD, a, s, false); }

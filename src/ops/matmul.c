@@ -157,6 +157,8 @@ nd_status nd_bw_mv(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return ND_OK;
 }
 
+static nd_tensor *batched_matmul(const char *name, nd_tensor *a, nd_tensor *b, int64_t k);
+
 /* torch.matmul's dispatch: dot, mv, mm, vector-matrix, then the batched cases. N-d @ 2-d folds
  * the batch into the rows (one GEMM, no copies of a contiguous a); otherwise batch dims
  * broadcast and the work goes to bmm. */
@@ -179,7 +181,8 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b)
             snprintf(why, sizeof why, "%lld != %lld", (long long)a->shape[0], (long long)b->shape[0]);
             return shape_error(name, a, b, why);
         }
-        return nd_squeeze_dim(nd_mm(nd_unsqueeze(a, 0), b), 0);
+        nd_composite_begin();
+        return nd_composite_end(nd_squeeze_dim(nd_mm(nd_unsqueeze(a, 0), b), 0));
     }
     if (da == 2 && db == 2)
         return nd_mm(a, b);
@@ -193,6 +196,13 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b)
     }
     if (!check_float_pair(name, a, b))
         return NULL;
+    nd_composite_begin();
+    return nd_composite_end(batched_matmul(name, a, b, k));
+}
+
+static nd_tensor *batched_matmul(const char *name, nd_tensor *a, nd_tensor *b, int64_t k)
+{
+    int da = a->ndim, db = b->ndim;
     if (da >= 3 && db <= 2) {
         /* Fold a's batch into rows: [..., n, k] -> [B*n, k]. */
         int64_t rows = nd_numel(a) / (k ? k : 1);

@@ -123,11 +123,10 @@ nd_tensor *nd_reshape(nd_tensor *t, int ndim, const int64_t *shape)
     nd_node *node;
     if (view_strides(t, ndim, sh, st))
         return make_view(t, ND_OP_VIEW, ndim, sh, st, t->offset, &node);
+    nd_composite_begin();
     nd_tensor *c = nd_clone(t);
-    if (!c)
-        return NULL;
     nd_contiguous_strides(ndim, sh, st);
-    return make_view(c, ND_OP_UNSAFE_VIEW, ndim, sh, st, c->offset, &node);
+    return nd_composite_end(c ? make_view(c, ND_OP_UNSAFE_VIEW, ndim, sh, st, c->offset, &node) : NULL);
 }
 
 nd_status nd_bw_view(nd_node *node, nd_tensor *g, nd_tensor **gi)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds and runs every C test binary and the PyTorch oracle, then prints one closing line
+# "N passed, N failed, N skipped". Exits non-zero if anything failed or did not build.
+set -u
+build=${1:-build}
+cd "$(dirname "$0")/.."
+passed=0; failed=0; skipped=0
+for src in tests/test_*.c; do
+    name=$(basename "$src" .c)
+    bin="$build/tests/$name"
+    if ! make -s "$bin" BUILD="$build" >"$build/$name.build.log" 2>&1; then
+        echo "BUILD FAILED: $name"; cat "$build/$name.build.log"; failed=$((failed + 1)); continue
+    fi
+    out=$("$bin" 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$line" ]; then
+        printf '%s\n' "$out"; echo "CRASHED: $name (exit $rc)"; failed=$((failed + 1)); continue
+    fi
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    if [ "$f" -gt 0 ] || [ $rc -ne 0 ]; then printf '%s\n' "$out"; fi
+    [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    echo "$name: $line"
+    passed=$((passed + p)); failed=$((failed + f))
+done
+# The PyTorch oracle: Debian's python3-torch through /usr/bin/python3.
+if [ -n "${ND_SKIP_ORACLE:-}" ]; then
+    echo "oracle: skipped (ND_SKIP_ORACLE is set: this run is the sanitizer build)"; skipped=$((skipped + 1))
+elif [ -f tests/oracle/oracle.py ]; then
+    out=$(/usr/bin/python3 tests/oracle/oracle.py "$build/libndgrad.so" 2>&1); rc=$?
+    printf '%s\n' "$out" | tail -n 30
+    line=$(printf '%s\n' "$out" | grep -E '^oracle: ' | tail -n 1)
+    if echo "$line" | grep -q skipped; then
+        skipped=$((skipped + 1))
+    elif [ -z "$line" ] || [ $rc -ne 0 ]; then
+        failed=$((failed + 1))
+    else
+        cases=$(echo "$line" | sed -E 's/^oracle: ([0-9]+) cases.*/\1/'); bad=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+        passed=$((passed + cases - bad)); failed=$((failed + bad))
+    fi
+fi
+# The seed example must print PyTorch's values.
+if [ -x "$build/examples/seed" ]; then
+    if "$build/examples/seed" | diff -q - tests/seed.expected >/dev/null; then passed=$((passed + 1));
+    else echo "FAIL examples/seed output differs from tests/seed.expected"; failed=$((failed + 1)); fi
+fi
+# Every example must run cleanly (under the sanitizer build a leak fails it).
+for ex in "$build"/examples/*; do
+    [ -x "$ex" ] || continue
+    case "$(basename "$ex")" in seed) continue;; esac
+    if "$ex" >/dev/null 2>"$build/example.err"; then passed=$((passed + 1));
+    else echo "FAIL example $(basename "$ex")"; cat "$build/example.err"; failed=$((failed + 1)); fi
+done
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
