@@ -2,7 +2,7 @@
 CC ?= cc
 CSTD = -std=c11
 WARN = -Wall -Wextra -Wpedantic
-OPT ?= -O2
+OPT ?= -O3
 CFLAGS ?=
 EXTRA_CFLAGS ?=
 LDFLAGS ?=

@@ -268,6 +268,27 @@ nd_tensor *nd_exp(nd_tensor *a);
 nd_tensor *nd_log(nd_tensor *a);
 nd_tensor *nd_tanh(nd_tensor *a);
 nd_tensor *nd_sigmoid(nd_tensor *a);
+nd_tensor *nd_abs(nd_tensor *a);
+nd_tensor *nd_sqrt(nd_tensor *a);
+nd_tensor *nd_rsqrt(nd_tensor *a);                /* 1 / sqrt(a) */
+nd_tensor *nd_square(nd_tensor *a);
+nd_tensor *nd_sin(nd_tensor *a);
+nd_tensor *nd_cos(nd_tensor *a);
+nd_tensor *nd_log1p(nd_tensor *a);                /* ln(1 + a), accurate near 0 */
+nd_tensor *nd_expm1(nd_tensor *a);                /* e^a - 1, accurate near 0 */
+nd_tensor *nd_erf(nd_tensor *a);
+nd_tensor *nd_sign(nd_tensor *a);                 /* -1, 0, 1; its gradient is zero */
+nd_tensor *nd_reciprocal(nd_tensor *a);           /* 1 / a */
+/* GELU: exact (a * Phi(a)), or PyTorch's approximate='tanh' form. */
+nd_tensor *nd_gelu(nd_tensor *a, bool tanh_approximation);
+nd_tensor *nd_silu(nd_tensor *a);                 /* a * sigmoid(a) */
+/* log(1 + exp(beta a)) / beta, linear where beta a > threshold (PyTorch: beta 1, threshold 20). */
+nd_tensor *nd_softplus(nd_tensor *a, double beta, double threshold);
+nd_tensor *nd_leaky_relu(nd_tensor *a, double negative_slope);   /* PyTorch's default slope 0.01 */
+nd_tensor *nd_elu(nd_tensor *a, double alpha);                   /* PyTorch's default alpha 1 */
+nd_tensor *nd_hardtanh(nd_tensor *a, double min_val, double max_val); /* default -1, 1 */
+/* Limit to [min_val, max_val]; pass -INFINITY / INFINITY for a missing bound. */
+nd_tensor *nd_clamp(nd_tensor *a, double min_val, double max_val);
 /* cond ? a : b elementwise (cond is bool); all three broadcast together. */
 nd_tensor *nd_where(nd_tensor *cond, nd_tensor *a, nd_tensor *b);
 /* Comparisons give bool tensors and carry no gradient. */

@@ -29,7 +29,9 @@ typedef enum nd_binop {
     ND_BIN_COUNT_
 } nd_binop;
 
-#define ND_UNOP_LIST(X) X(NEG) X(RELU) X(EXP) X(LOG) X(TANH) X(SIGMOID)
+#define ND_UNOP_LIST(X) X(NEG) X(RELU) X(EXP) X(LOG) X(TANH) X(SIGMOID) X(ABS) X(SQRT) X(RSQRT) \
+    X(SQUARE) X(SIN) X(COS) X(LOG1P) X(EXPM1) X(ERF) X(SIGN) X(RECIPROCAL) X(GELU) X(GELU_TANH) X(SILU) \
+    X(SOFTPLUS) X(LEAKY_RELU) X(ELU) X(HARDTANH) X(CLAMP)
 typedef enum nd_unop {
 #define ND_UNOP_ENUM_(e) ND_UN_##e,
     ND_UNOP_LIST(ND_UNOP_ENUM_)
@@ -37,14 +39,31 @@ typedef enum nd_unop {
     ND_UN_COUNT_
 } nd_unop;
 
+/* Unary ops defined for int64 as well as floats (the rest promote integers to float32). */
+static inline bool nd_unop_keeps_integers(nd_unop op)
+{
+    return op == ND_UN_NEG || op == ND_UN_RELU || op == ND_UN_ABS || op == ND_UN_SQUARE || op == ND_UN_SIGN ||
+           op == ND_UN_CLAMP;
+}
+
 static inline bool nd_binop_is_comparison(nd_binop op) { return op >= ND_BIN_EQ; }
+
+/* Ops applied along one row of n elements per iteration position. */
+#define ND_ROWOP_LIST(X) X(MAX) X(MIN) X(PROD) X(CUMSUM) X(SOFTMAX) X(LOG_SOFTMAX) X(LOGSUMEXP)
+typedef enum nd_rowop {
+#define ND_ROWOP_ENUM_(e) ND_ROW_##e,
+    ND_ROWOP_LIST(ND_ROWOP_ENUM_)
+#undef ND_ROWOP_ENUM_
+    ND_ROW_COUNT_
+} nd_rowop;
 
 typedef struct nd_backend {
     const char *name;
     /* out = a op b; a and b of dtype `dtype`; out of dtype `dtype` (bool for comparisons). */
     void (*binary)(nd_binop op, nd_dtype dtype, const nd_iter *it);
-    /* out = op(a), same dtype. */
-    void (*unary)(nd_unop op, nd_dtype dtype, const nd_iter *it);
+    /* out = op(a), same dtype; params: softplus (beta, threshold), leaky_relu (slope), elu (alpha),
+     * hardtanh and clamp (min, max). */
+    void (*unary)(nd_unop op, nd_dtype dtype, const double *params, const nd_iter *it);
     /* out (dtype `to`) = a (dtype `from`), elementwise conversion / copy. */
     void (*cast)(nd_dtype to, nd_dtype from, const nd_iter *it);
     /* out = cond ? a : b; operands (out, cond [bool], a, b), a and b of dtype. */
@@ -52,6 +71,18 @@ typedef struct nd_backend {
     /* acc += a, where operand 0 (acc) has stride 0 along reduced dims. acc is float64 for float
      * inputs and int64 for int64/bool inputs, so long float32 sums keep their precision. */
     void (*accumulate)(nd_dtype in_dtype, const nd_iter *it);
+    /* For every position of it (operands: out, aux, in), reduce or scan the row of n elements
+     * that starts at in and steps in_row_stride bytes. MAX/MIN/PROD/LOGSUMEXP write one element to
+     * out (MAX/MIN also the int64 index of the first extreme, NaN counting as extreme, to aux);
+     * CUMSUM/SOFTMAX/LOG_SOFTMAX write n elements to out, stepping out_row_stride bytes. */
+    void (*rows)(nd_rowop op, nd_dtype dtype, const nd_iter *it, int64_t n, int64_t in_row_stride,
+                 int64_t out_row_stride);
+    /* For every position of it (operands: out, index [int64], in): out = in[index * dim_stride],
+     * where in points at element 0 of the indexed dim. Indices are already validated. */
+    void (*gather)(nd_dtype dtype, const nd_iter *it, int64_t dim_stride);
+    /* For every position of it (operands: out, index [int64], src): out[index * dim_stride] += src,
+     * in iteration order (deterministic). */
+    void (*scatter_add)(nd_dtype dtype, const nd_iter *it, int64_t dim_stride);
     /* C[b] = A[b] @ B[b] for b < batch; A is MxK, B is KxN, C is MxN; element strides per operand
      * as (batch, row, col). C must not overlap A or B. */
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,

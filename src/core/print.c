@@ -59,13 +59,15 @@ static int format_nonfinite(char *out, size_t cap, double v)
     return snprintf(out, cap, v < 0 ? "-inf" : "inf");
 }
 
-static int format_raw(const formatter *f, char *out, size_t cap, double v, nd_dtype dtype)
+/* Elements are read through their pointer so int64 values past 2^53 print exactly. */
+static int format_raw(const formatter *f, char *out, size_t cap, const char *elem, nd_dtype dtype)
 {
     if (!f->floating) {
         if (dtype == ND_BOOL)
-            return snprintf(out, cap, "%s", v != 0 ? "True" : "False");
-        return snprintf(out, cap, "%lld", (long long)v);
+            return snprintf(out, cap, "%s", *(const uint8_t *)elem ? "True" : "False");
+        return snprintf(out, cap, "%lld", (long long)*(const int64_t *)elem);
     }
+    double v = nd_load(elem, dtype);
     if (!isfinite(v))
         return format_nonfinite(out, cap, v);
     if (f->sci_mode)
@@ -76,13 +78,13 @@ static int format_raw(const formatter *f, char *out, size_t cap, double v, nd_dt
 }
 
 /* Walks the elements that will be shown (all of them, or the edges when summarising). */
-typedef void (*visit_fn)(double v, void *ctx);
+typedef void (*visit_fn)(const char *elem, void *ctx);
 
 static void visit_shown(const nd_tensor *t, int dim, int64_t off, bool summarize, visit_fn fn, void *ctx)
 {
     size_t es = nd_dtype_size(t->dtype);
     if (dim == t->ndim) {
-        fn(nd_load((char *)t->storage->data + off * (int64_t)es, t->dtype), ctx);
+        fn((const char *)t->storage->data + off * (int64_t)es, ctx);
         return;
     }
     int64_t n = t->shape[dim];
@@ -101,16 +103,18 @@ typedef struct scan_state {
     int int_width;
 } scan_state;
 
-static void scan_value(double v, void *ctx)
+static void scan_value(const char *elem, void *ctx)
 {
     scan_state *s = ctx;
     if (!nd_dtype_is_float(s->dtype)) {
         char buf[32];
-        int w = s->dtype == ND_BOOL ? (v != 0 ? 4 : 5) : snprintf(buf, sizeof buf, "%lld", (long long)v);
+        int w = s->dtype == ND_BOOL ? (*(const uint8_t *)elem ? 4 : 5)
+                                    : snprintf(buf, sizeof buf, "%lld", (long long)*(const int64_t *)elem);
         if (w > s->int_width)
             s->int_width = w;
         return;
     }
+    double v = nd_load(elem, s->dtype);
     if (!isfinite(v) || v == 0)
         return;
     double a = fabs(v);
@@ -131,13 +135,14 @@ typedef struct width_state {
     nd_dtype dtype;
 } width_state;
 
-static void width_value(double v, void *ctx)
+static void width_value(const char *elem, void *ctx)
 {
     width_state *w = ctx;
+    double v = nd_load(elem, w->dtype);
     if (!isfinite(v) || v == 0)
         return;
     char buf[64];
-    int n = format_raw(w->f, buf, sizeof buf, v, w->dtype);
+    int n = format_raw(w->f, buf, sizeof buf, elem, w->dtype);
     if (n > w->f->max_width)
         w->f->max_width = n;
 }
@@ -164,10 +169,10 @@ static formatter make_formatter(const nd_tensor *t, bool summarize)
     return f;
 }
 
-static void format_value(strbuf *b, const formatter *f, double v, nd_dtype dtype)
+static void format_value(strbuf *b, const formatter *f, const char *elem, nd_dtype dtype)
 {
     char buf[64];
-    int n = format_raw(f, buf, sizeof buf, v, dtype);
+    int n = format_raw(f, buf, sizeof buf, elem, dtype);
     sb_spaces(b, f->max_width - n);
     sb_puts(b, buf);
 }
@@ -196,8 +201,7 @@ static void vector_str(strbuf *b, const nd_tensor *t, int64_t off, int indent, b
             sb_puts(b, " ...");
             i = n - EDGEITEMS - 1;
         } else {
-            format_value(b, f, nd_load((char *)t->storage->data + (off + i * stride) * (int64_t)es, t->dtype),
-                         t->dtype);
+            format_value(b, f, (const char *)t->storage->data + (off + i * stride) * (int64_t)es, t->dtype);
         }
         shown++;
     }
@@ -235,7 +239,8 @@ static void tensor_str(strbuf *b, const nd_tensor *t, int dim, int64_t off, int 
 static void add_suffixes(strbuf *b, char suffixes[][ND_SHAPE_BUF + 16], int n, int indent)
 {
     const char *last_nl = strrchr(b->data ? b->data : "", '\n');
-    int last_line_len = (int)(last_nl ? (size_t)(b->data + b->len - last_nl) + 1 : b->len + 1);
+    /* Python: len(s) - s.rfind('\\n') + 1, where rfind gives -1 when there is no newline */
+    int last_line_len = (int)(last_nl ? (size_t)(b->data + b->len - last_nl) + 1 : b->len + 2);
     for (int i = 0; i < n; i++) {
         int len = (int)strlen(suffixes[i]);
         if (last_line_len + len + 2 > LINEWIDTH) {
@@ -281,7 +286,7 @@ char *nd_to_string(const nd_tensor *t)
         bool summarize = numel > THRESHOLD;
         formatter f = make_formatter(t, summarize);
         if (t->ndim == 0)
-            format_value(&b, &f, nd_load(nd_data_ptr(t), t->dtype), t->dtype);
+            format_value(&b, &f, nd_data_ptr(t), t->dtype);
         else
             tensor_str(&b, t, 0, t->offset, indent, summarize, &f);
     }

@@ -1,5 +1,6 @@
 /* Tensors and storages: allocation, reference counts, scopes, geometry helpers, element access. */
 #include "autograd/node.h"
+#include "ops/common.h"
 #include "core/internal.h"
 
 #include <math.h>
@@ -509,8 +510,19 @@ nd_status nd_copy_out(const nd_tensor *t, void *buf, size_t capacity, nd_dtype d
         memcpy(buf, nd_data_ptr(t), (size_t)n * es);
         return ND_OK;
     }
-    for (int64_t i = 0; i < n; i++)
-        nd_store((char *)buf + i * (int64_t)es, dtype, nd_load(nd_elem_ptr(t, i), t->dtype));
+    /* Strided or converting: a cast kernel over t's geometry into the dense buffer, so int64
+     * values are copied exactly rather than through a double. */
+    nd_tensor *dst = nd_alias(t, t->ndim, t->shape, t->strides, 0);
+    if (!dst)
+        return nd_last_status();
+    nd_storage view = {buf, (size_t)n * es, 1, 0};
+    nd_storage *own = dst->storage;
+    dst->storage = &view;
+    dst->dtype = dtype;
+    nd_contiguous_strides(t->ndim, t->shape, dst->strides);
+    nd_k_copy_into(dst, t);
+    dst->storage = own;
+    nd_unref(dst);
     return ND_OK;
 }
 

@@ -204,12 +204,16 @@ nd_tensor *nd_compare(const char *name, nd_binop kernel, nd_tensor *a, nd_tensor
 
 nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a)
 {
+    return nd_unary_op_p(name, op, kernel, a, NULL);
+}
+
+nd_tensor *nd_unary_op_p(const char *name, nd_op op, nd_unop kernel, nd_tensor *a, const double *params)
+{
     if (!a)
         return nd_fail_null(name, 0);
     nd_dtype dtype = a->dtype;
-    bool floating_only = kernel != ND_UN_NEG && kernel != ND_UN_RELU;
-    if (floating_only && !nd_dtype_is_float(dtype))
-        dtype = ND_FLOAT32; /* exp/log/tanh/sigmoid of integers give float32, as in PyTorch */
+    if (!nd_unop_keeps_integers(kernel) && !nd_dtype_is_float(dtype))
+        dtype = ND_FLOAT32; /* exp, sqrt, sin... of integers give float32, as in PyTorch */
     if (dtype == ND_BOOL)
         return nd_fail(ND_ERR_DTYPE, "%s: not supported for bool tensors", name);
     bool copied;
@@ -222,7 +226,7 @@ nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a)
         size_t sizes[2] = {es, es};
         nd_iter it;
         nd_iter_init(&it, a->ndim, a->shape, 2, ptrs, strides, sizes);
-        nd_backend_get()->unary(kernel, dtype, &it);
+        nd_backend_get()->unary(kernel, dtype, params, &it);
     }
     if (copied)
         nd_unref(x);
@@ -230,8 +234,50 @@ nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a)
         return NULL;
     nd_node *node = NULL;
     out = nd_finish(out, op, 1, &a, &node);
-    /* exp, tanh and sigmoid differentiate through their output: keep it (detached, no cycle). */
-    if (out && node && (op == ND_OP_EXP || op == ND_OP_TANH || op == ND_OP_SIGMOID) && !nd_node_save(node, 0, out))
+    if (node && params) {
+        node->dparams[0] = params[0];
+        node->dparams[1] = params[1];
+    }
+    /* Ops that differentiate through their output keep it (a detached alias: no cycle). */
+    bool saves_output = op == ND_OP_EXP || op == ND_OP_TANH || op == ND_OP_SIGMOID || op == ND_OP_SQRT ||
+                        op == ND_OP_RSQRT || op == ND_OP_EXPM1 || op == ND_OP_RECIPROCAL;
+    if (out && node && saves_output && !nd_node_save(node, 0, out))
         return NULL; /* the scope still frees out */
     return out;
+}
+
+void nd_k_rows(nd_rowop op, nd_tensor *out, nd_tensor *aux, const nd_tensor *in, int dim)
+{
+    int64_t shape[ND_MAX_DIMS], so[ND_MAX_DIMS], sa[ND_MAX_DIMS], si[ND_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < in->ndim; i++) {
+        if (i == dim)
+            continue;
+        shape[nd] = in->shape[i];
+        so[nd] = out->strides[i];
+        sa[nd] = aux ? aux->strides[i] : 0;
+        si[nd] = in->strides[i];
+        nd++;
+    }
+    int64_t n = in->ndim ? in->shape[dim] : 1;
+    size_t es = nd_dtype_size(in->dtype), eo = nd_dtype_size(out->dtype);
+    int64_t in_row = in->ndim ? in->strides[dim] * (int64_t)es : 0;
+    int64_t out_row = out->ndim ? out->strides[dim] * (int64_t)eo : 0;
+    int64_t scratch = 0; /* stands in for a missing aux operand: never a NULL pointer walk */
+    char *ptrs[3] = {nd_data_ptr(out), aux ? nd_data_ptr(aux) : (char *)&scratch, nd_data_ptr(in)};
+    const int64_t *strides[3] = {so, sa, si};
+    size_t sizes[3] = {eo, 8, es};
+    nd_iter it;
+    nd_iter_init(&it, nd, shape, 3, ptrs, strides, sizes);
+    nd_backend_get()->rows(op, in->dtype, &it, n, in_row, out_row);
+}
+
+nd_tensor *nd_k_drop_dim(const nd_tensor *t, int dim)
+{
+    int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (i != dim)
+            sh[n] = t->shape[i], st[n] = t->strides[i], n++;
+    return nd_alias(t, n, sh, st, t->offset);
 }

@@ -44,6 +44,12 @@ nd_tensor *nd_k_full(nd_dtype dtype, int ndim, const int64_t *shape, double valu
 /* An internal 0-dim constant that promotes like a C number (see nd_promote). */
 nd_tensor *nd_k_wrapped_scalar(double value, nd_dtype dtype);
 
+/* Applies a row op along dim of in (see nd_backend.rows). out has in's ndim (size 1 at dim for
+ * reductions, the full size for scans); aux (int64, like out) receives max/min indices or is NULL. */
+void nd_k_rows(nd_rowop op, nd_tensor *out, nd_tensor *aux, const nd_tensor *in, int dim);
+/* A view of t without dim (which must have size 1), for dropping keepdim. Unregistered alias. */
+nd_tensor *nd_k_drop_dim(const nd_tensor *t, int dim);
+
 /* ---- gradient helpers (use differentiable ops: they record when create_graph is on) ---- */
 /* Sums g over broadcast dims down to shape/ndim and converts to dtype; returns g itself when
  * nothing is needed. Registered in the current scope. */
@@ -56,6 +62,8 @@ nd_tensor *nd_mask(nd_binop op, nd_tensor *a, double b, nd_dtype dtype);
 /* Binary / unary op entry points shared by the public wrappers. */
 nd_tensor *nd_binary_op(const char *name, nd_op op, nd_binop kernel, nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_unary_op(const char *name, nd_op op, nd_unop kernel, nd_tensor *a);
+/* The same with kernel parameters (recorded in node->dparams). */
+nd_tensor *nd_unary_op_p(const char *name, nd_op op, nd_unop kernel, nd_tensor *a, const double *params);
 /* Comparison a op b → bool tensor, never recorded. */
 nd_tensor *nd_compare(const char *name, nd_binop kernel, nd_tensor *a, nd_tensor *b);
 

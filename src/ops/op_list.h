@@ -20,6 +20,26 @@
     X(TANH, "TanhBackward0", nd_bw_tanh)                    \
     X(SIGMOID, "SigmoidBackward0", nd_bw_sigmoid)           \
     X(WHERE, "WhereBackward0", nd_bw_where)                 \
+    /* unary.c */                                           \
+    X(ABS, "AbsBackward0", nd_bw_abs)                       \
+    X(SQRT, "SqrtBackward0", nd_bw_sqrt)                    \
+    X(RSQRT, "RsqrtBackward0", nd_bw_rsqrt)                 \
+    X(SQUARE, "PowBackward0", nd_bw_square)                 \
+    X(SIN, "SinBackward0", nd_bw_sin)                       \
+    X(COS, "CosBackward0", nd_bw_cos)                       \
+    X(LOG1P, "Log1PBackward0", nd_bw_log1p)                 \
+    X(EXPM1, "Expm1Backward0", nd_bw_expm1)                 \
+    X(ERF, "ErfBackward0", nd_bw_erf)                       \
+    X(SIGN, "SignBackward0", nd_bw_sign)                    \
+    X(RECIPROCAL, "ReciprocalBackward0", nd_bw_reciprocal)  \
+    X(GELU, "GeluBackward0", nd_bw_gelu)                    \
+    X(GELU_TANH, "GeluBackward0", nd_bw_gelu_tanh)          \
+    X(SILU, "SiluBackward0", nd_bw_silu)                    \
+    X(SOFTPLUS, "SoftplusBackward0", nd_bw_softplus)        \
+    X(LEAKY_RELU, "LeakyReluBackward0", nd_bw_leaky_relu)   \
+    X(ELU, "EluBackward0", nd_bw_elu)                       \
+    X(HARDTANH, "HardtanhBackward0", nd_bw_hardtanh)        \
+    X(CLAMP, "ClampBackward1", nd_bw_clamp)                 \
     /* reduce.c */                                          \
     X(SUM, "SumBackward0", nd_bw_sum)                       \
     X(SUM_DIMS, "SumBackward1", nd_bw_sum)                  \

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+static inline bool nd_dtype_is_float_(nd_dtype d) { return d == ND_FLOAT32 || d == ND_FLOAT64; }
+
 typedef void (*inner_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
 
 /* Walks every dim but the last, calling the inner loop once per row of the last dim. */
@@ -160,7 +162,8 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
 #define UNARY_KERNEL(NAME, T, EXPR)                                                                    \
     static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
-        (void)b;                                                                                       \
+        const double *P = (const double *)b; /* the op's parameters ride in operand 2 */               \
+        (void)P;                                                                                       \
         (void)sb;                                                                                      \
         if (so == (int64_t)sizeof(T) && sa == (int64_t)sizeof(T)) {                                    \
             T *O = (T *)o;                                                                             \
@@ -193,35 +196,91 @@ static inline double sigmoid_d(double x)
     return e / (1.0 + e);
 }
 
-UNARY_KERNEL(neg_f32, float, -x)
-UNARY_KERNEL(relu_f32, float, x > 0 ? x : (x != x ? x : 0.0f))
-UNARY_KERNEL(exp_f32, float, expf(x))
-UNARY_KERNEL(log_f32, float, logf(x))
-UNARY_KERNEL(tanh_f32, float, tanhf(x))
-UNARY_KERNEL(sigmoid_f32, float, sigmoid_f(x))
-UNARY_KERNEL(neg_f64, double, -x)
-UNARY_KERNEL(relu_f64, double, x > 0 ? x : (x != x ? x : 0.0))
-UNARY_KERNEL(exp_f64, double, exp(x))
-UNARY_KERNEL(log_f64, double, log(x))
-UNARY_KERNEL(tanh_f64, double, tanh(x))
-UNARY_KERNEL(sigmoid_f64, double, sigmoid_d(x))
+/* GELU, exact: x * Phi(x); with the tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+#define GELU_(x, ERF) ((x) * 0.5 * (1.0 + ERF((x) * 0.70710678118654752440)))
+#define GELU_TANH_(x, TANH) (0.5 * (x) * (1.0 + TANH(0.79788456080286535588 * ((x) + 0.044715 * (x) * (x) * (x)))))
+/* softplus: log(1 + e^(beta x)) / beta, and x itself once beta x passes the threshold. */
+#define SOFTPLUS_(x, LOG1P, EXP) ((x) * P[0] > P[1] ? (x) : LOG1P(EXP((x) * P[0])) / P[0])
+#define SIGN_(x) ((x) > 0 ? 1 : (x) < 0 ? -1 : (x) == 0 ? 0 : (x))
+#define CLAMP_(x, T) ((x) != (x) ? (x) : (x) < (T)P[0] ? (T)P[0] : (x) > (T)P[1] ? (T)P[1] : (x))
+
+#define FLOAT_UNARIES(S, T, EXP, LOG, TANH, SIGMOID, SQRT, FABS, SIN, COS, LOG1P, EXPM1, ERF)         \
+    UNARY_KERNEL(neg_##S, T, -x)                                                                      \
+    UNARY_KERNEL(relu_##S, T, x > 0 ? x : (x != x ? x : (T)0))                                        \
+    UNARY_KERNEL(exp_##S, T, EXP(x))                                                                  \
+    UNARY_KERNEL(log_##S, T, LOG(x))                                                                  \
+    UNARY_KERNEL(tanh_##S, T, TANH(x))                                                                \
+    UNARY_KERNEL(sigmoid_##S, T, SIGMOID(x))                                                          \
+    UNARY_KERNEL(abs_##S, T, FABS(x))                                                                 \
+    UNARY_KERNEL(sqrt_##S, T, SQRT(x))                                                                \
+    UNARY_KERNEL(rsqrt_##S, T, (T)1 / SQRT(x))                                                        \
+    UNARY_KERNEL(square_##S, T, x * x)                                                                \
+    UNARY_KERNEL(sin_##S, T, SIN(x))                                                                  \
+    UNARY_KERNEL(cos_##S, T, COS(x))                                                                  \
+    UNARY_KERNEL(log1p_##S, T, LOG1P(x))                                                              \
+    UNARY_KERNEL(expm1_##S, T, EXPM1(x))                                                              \
+    UNARY_KERNEL(erf_##S, T, ERF(x))                                                                  \
+    UNARY_KERNEL(sign_##S, T, (T)SIGN_(x))                                                            \
+    UNARY_KERNEL(reciprocal_##S, T, (T)1 / x)                                                         \
+    UNARY_KERNEL(gelu_##S, T, (T)GELU_(x, ERF))                                                       \
+    UNARY_KERNEL(gelu_tanh_##S, T, (T)GELU_TANH_(x, TANH))                                            \
+    UNARY_KERNEL(silu_##S, T, x * SIGMOID(x))                                                         \
+    UNARY_KERNEL(softplus_##S, T, (T)SOFTPLUS_(x, LOG1P, EXP))                                        \
+    UNARY_KERNEL(leaky_relu_##S, T, x > 0 ? x : (T)(x * P[0]))                                        \
+    UNARY_KERNEL(elu_##S, T, x > 0 ? x : (T)(P[0] * EXPM1(x)))                                        \
+    UNARY_KERNEL(hardtanh_##S, T, CLAMP_(x, T))                                                       \
+    UNARY_KERNEL(clamp_##S, T, CLAMP_(x, T))
+
+FLOAT_UNARIES(f32, float, expf, logf, tanhf, sigmoid_f, sqrtf, fabsf, sinf, cosf, log1pf, expm1f, erff)
+FLOAT_UNARIES(f64, double, exp, log, tanh, sigmoid_d, sqrt, fabs, sin, cos, log1p, expm1, erf)
+
+/* Integer clamp bounds: +-inf and values past the int64 range saturate. */
+static inline int64_t clamp_i64(int64_t x, double lo, double hi)
+{
+    if (lo > -9.2e18 && (double)x < lo)
+        return (int64_t)ceil(lo);
+    if (hi < 9.2e18 && (double)x > hi)
+        return (int64_t)floor(hi);
+    return x;
+}
+
 UNARY_KERNEL(neg_i64, int64_t, (int64_t)(0 - (uint64_t)x))
 UNARY_KERNEL(relu_i64, int64_t, x > 0 ? x : 0)
+UNARY_KERNEL(abs_i64, int64_t, x < 0 ? (int64_t)(0 - (uint64_t)x) : x)
+UNARY_KERNEL(square_i64, int64_t, (int64_t)((uint64_t)x * (uint64_t)x))
+UNARY_KERNEL(sign_i64, int64_t, (x > 0) - (x < 0))
+UNARY_KERNEL(clamp_i64k, int64_t, clamp_i64(x, P[0], P[1]))
 
+#define F_ROW(name) [ND_UN_##name] = {
+#define UN_ROW(e, f) [ND_UN_##e] = {f##_f32, f##_f64, NULL, NULL},
 static const inner_fn unary_table[ND_UN_COUNT_][4] = {
     [ND_UN_NEG] = {neg_f32, neg_f64, neg_i64, NULL},
     [ND_UN_RELU] = {relu_f32, relu_f64, relu_i64, NULL},
-    [ND_UN_EXP] = {exp_f32, exp_f64, NULL, NULL},
-    [ND_UN_LOG] = {log_f32, log_f64, NULL, NULL},
-    [ND_UN_TANH] = {tanh_f32, tanh_f64, NULL, NULL},
-    [ND_UN_SIGMOID] = {sigmoid_f32, sigmoid_f64, NULL, NULL},
+    [ND_UN_ABS] = {abs_f32, abs_f64, abs_i64, NULL},
+    [ND_UN_SQUARE] = {square_f32, square_f64, square_i64, NULL},
+    [ND_UN_SIGN] = {sign_f32, sign_f64, sign_i64, NULL},
+    [ND_UN_CLAMP] = {clamp_f32, clamp_f64, clamp_i64k, NULL},
+    UN_ROW(EXP, exp) UN_ROW(LOG, log) UN_ROW(TANH, tanh) UN_ROW(SIGMOID, sigmoid) UN_ROW(SQRT, sqrt)
+    UN_ROW(RSQRT, rsqrt) UN_ROW(SIN, sin) UN_ROW(COS, cos) UN_ROW(LOG1P, log1p) UN_ROW(EXPM1, expm1)
+    UN_ROW(ERF, erf) UN_ROW(RECIPROCAL, reciprocal) UN_ROW(GELU, gelu) UN_ROW(GELU_TANH, gelu_tanh)
+    UN_ROW(SILU, silu) UN_ROW(SOFTPLUS, softplus) UN_ROW(LEAKY_RELU, leaky_relu) UN_ROW(ELU, elu)
+    UN_ROW(HARDTANH, hardtanh)
 };
+#undef UN_ROW
+#undef F_ROW
 
-static void cpu_unary(nd_unop op, nd_dtype dtype, const nd_iter *it)
+static void cpu_unary(nd_unop op, nd_dtype dtype, const double *params, const nd_iter *it)
 {
     inner_fn fn = unary_table[op][dtype];
-    if (fn)
-        drive(it, fn);
+    if (!fn)
+        return;
+    static const double no_params[2] = {0, 0};
+    nd_iter with_params = *it;
+    with_params.nops = 3;
+    with_params.ptr[2] = (char *)(params ? params : no_params);
+    for (int d = 0; d < it->ndim; d++)
+        with_params.strides[2][d] = 0;
+    drive(&with_params, fn);
 }
 
 /* ------------------------------------------------------------------ cast */
@@ -356,6 +415,197 @@ static void cpu_where(nd_dtype dtype, const nd_iter *it)
     }
 }
 
+/* ------------------------------------------------------------------ per-position drivers */
+
+/* Calls fn once per position of it with the operand pointers of that position. */
+typedef void (*point_fn)(char *const *p, void *ctx);
+
+static void drive_points(const nd_iter *it, point_fn fn, void *ctx)
+{
+    int nd = it->ndim;
+    for (int d = 0; d < nd; d++)
+        if (it->shape[d] == 0)
+            return;
+    int64_t idx[ND_MAX_DIMS] = {0};
+    char *p[4] = {it->ptr[0], it->ptr[1], it->ptr[2], it->ptr[3]};
+    for (;;) {
+        fn(p, ctx);
+        int d = nd - 1;
+        for (; d >= 0; d--) {
+            for (int o = 0; o < it->nops; o++)
+                p[o] += it->strides[o][d];
+            if (++idx[d] < it->shape[d])
+                break;
+            for (int o = 0; o < it->nops; o++)
+                p[o] -= it->strides[o][d] * it->shape[d];
+            idx[d] = 0;
+        }
+        if (d < 0)
+            return;
+    }
+}
+
+typedef struct row_ctx {
+    nd_rowop op;
+    nd_dtype dtype;
+    int64_t n, in_stride, out_stride;
+} row_ctx;
+
+/* Rows are processed in double precision (float32 inputs) or native double. */
+#define LOADV(p, i) (c->dtype == ND_FLOAT32 ? (double)*(const float *)((p) + (i)*c->in_stride) \
+                                            : *(const double *)((p) + (i)*c->in_stride))
+static void store_out(const row_ctx *c, char *p, int64_t i, double v)
+{
+    if (c->dtype == ND_FLOAT32)
+        *(float *)(p + i * c->out_stride) = (float)v;
+    else
+        *(double *)(p + i * c->out_stride) = v;
+}
+
+static void row_float(char *const *p, void *vctx)
+{
+    const row_ctx *c = vctx;
+    const char *in = p[2];
+    int64_t n = c->n;
+    switch (c->op) {
+    case ND_ROW_MAX:
+    case ND_ROW_MIN: {
+        double best = LOADV(in, 0);
+        int64_t at = 0;
+        for (int64_t i = 1; i < n && best == best; i++) {
+            double v = LOADV(in, i);
+            if (v != v || (c->op == ND_ROW_MAX ? v > best : v < best))
+                best = v, at = i;
+        }
+        store_out(c, p[0], 0, best);
+        if (p[1])
+            *(int64_t *)p[1] = at;
+        break;
+    }
+    case ND_ROW_PROD: {
+        double acc = 1;
+        for (int64_t i = 0; i < n; i++)
+            acc *= LOADV(in, i);
+        store_out(c, p[0], 0, acc);
+        break;
+    }
+    case ND_ROW_CUMSUM: {
+        double acc = 0;
+        for (int64_t i = 0; i < n; i++) {
+            acc += LOADV(in, i);
+            store_out(c, p[0], i, acc);
+        }
+        break;
+    }
+    case ND_ROW_SOFTMAX:
+    case ND_ROW_LOG_SOFTMAX:
+    case ND_ROW_LOGSUMEXP: {
+        double m = -INFINITY;
+        for (int64_t i = 0; i < n; i++) {
+            double v = LOADV(in, i);
+            if (v > m || v != v)
+                m = v;
+        }
+        double shift = c->op == ND_ROW_LOGSUMEXP && isinf(m) ? 0 : m; /* keeps +-inf rows exact */
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++)
+            sum += exp(LOADV(in, i) - shift);
+        if (c->op == ND_ROW_LOGSUMEXP) {
+            store_out(c, p[0], 0, log(sum) + shift);
+        } else if (c->op == ND_ROW_SOFTMAX) {
+            for (int64_t i = 0; i < n; i++)
+                store_out(c, p[0], i, exp(LOADV(in, i) - shift) / sum);
+        } else {
+            double lse = log(sum);
+            for (int64_t i = 0; i < n; i++)
+                store_out(c, p[0], i, LOADV(in, i) - shift - lse);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+#undef LOADV
+
+/* int64 rows: max/min (with index), prod and cumsum, wrapping like PyTorch's integer math. */
+static void row_int(char *const *p, void *vctx)
+{
+    const row_ctx *c = vctx;
+    int64_t n = c->n;
+#define LI(i) (c->dtype == ND_BOOL ? (int64_t) * (const uint8_t *)(p[2] + (i)*c->in_stride) \
+                                   : *(const int64_t *)(p[2] + (i)*c->in_stride))
+    if (c->op == ND_ROW_MAX || c->op == ND_ROW_MIN) {
+        int64_t best = LI(0), at = 0;
+        for (int64_t i = 1; i < n; i++) {
+            int64_t v = LI(i);
+            if (c->op == ND_ROW_MAX ? v > best : v < best)
+                best = v, at = i;
+        }
+        if (c->dtype == ND_BOOL)
+            *(uint8_t *)p[0] = (uint8_t)best;
+        else
+            *(int64_t *)p[0] = best;
+        if (p[1])
+            *(int64_t *)p[1] = at;
+    } else if (c->op == ND_ROW_PROD) {
+        uint64_t acc = 1;
+        for (int64_t i = 0; i < n; i++)
+            acc *= (uint64_t)LI(i);
+        *(int64_t *)p[0] = (int64_t)acc;
+    } else if (c->op == ND_ROW_CUMSUM) {
+        uint64_t acc = 0;
+        for (int64_t i = 0; i < n; i++) {
+            acc += (uint64_t)LI(i);
+            *(int64_t *)(p[0] + i * c->out_stride) = (int64_t)acc;
+        }
+    }
+#undef LI
+}
+
+static void cpu_rows(nd_rowop op, nd_dtype dtype, const nd_iter *it, int64_t n, int64_t in_row_stride,
+                     int64_t out_row_stride)
+{
+    row_ctx c = {op, dtype, n, in_row_stride, out_row_stride};
+    drive_points(it, nd_dtype_is_float_(dtype) ? row_float : row_int, &c);
+}
+
+typedef struct index_ctx {
+    size_t elem;
+    nd_dtype dtype;
+    int64_t dim_stride;
+} index_ctx;
+
+static void gather_point(char *const *p, void *vctx)
+{
+    const index_ctx *c = vctx;
+    memcpy(p[0], p[2] + *(const int64_t *)p[1] * c->dim_stride, c->elem);
+}
+
+static void scatter_add_point(char *const *p, void *vctx)
+{
+    const index_ctx *c = vctx;
+    char *dst = p[0] + *(const int64_t *)p[1] * c->dim_stride;
+    switch (c->dtype) {
+    case ND_FLOAT32: *(float *)dst += *(const float *)p[2]; break;
+    case ND_FLOAT64: *(double *)dst += *(const double *)p[2]; break;
+    case ND_INT64: *(int64_t *)dst = (int64_t)((uint64_t) * (int64_t *)dst + (uint64_t) * (const int64_t *)p[2]); break;
+    case ND_BOOL: *(uint8_t *)dst |= *(const uint8_t *)p[2]; break;
+    }
+}
+
+static void cpu_gather(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
+{
+    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride};
+    drive_points(it, gather_point, &c);
+}
+
+static void cpu_scatter_add(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
+{
+    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride};
+    drive_points(it, scatter_add_point, &c);
+}
+
 void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
                  const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
                  const int64_t c_strides[3]);
@@ -367,6 +617,9 @@ const nd_backend nd_cpu_backend = {
     .cast = cpu_cast,
     .where = cpu_where,
     .accumulate = cpu_accumulate,
+    .rows = cpu_rows,
+    .gather = cpu_gather,
+    .scatter_add = cpu_scatter_add,
     .gemm = nd_cpu_gemm,
 };
 
