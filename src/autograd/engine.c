@@ -36,6 +36,17 @@ typedef struct capture {
     nd_tensor **results; /* engine-owned references until handed over */
 } capture;
 
+/* One backward pass. Leaf gradients are collected in the leaves' pending_grad and committed to
+ * .grad only when the whole pass has succeeded, so a failed pass changes no tensor. */
+typedef struct pass {
+    const char *op;
+    bool create_graph;
+    capture *cap;
+    node_vec ready;
+    nd_tensor **leaves;
+    size_t n_leaves, cap_leaves;
+} pass;
+
 /* acc = acc + g, both engine-owned references (g's reference is consumed). */
 static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
 {
@@ -56,7 +67,7 @@ static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
 
 /* A leaf's .grad: the first gradient is stored (copied unless this pass owns it outright), later
  * ones are added in place, or out of place when a graph is being built. */
-static nd_status accumulate_leaf(nd_tensor *leaf, nd_tensor *g, bool create_graph)
+static nd_status commit_leaf(nd_tensor *leaf, nd_tensor *g, bool create_graph)
 {
     if (!leaf->grad) {
         bool exclusive = atomic_load(&g->refcount) == 1 && atomic_load(&g->storage->refcount) == 1 &&
@@ -91,8 +102,27 @@ static int capture_index(const capture *cap, const nd_tensor *t, const nd_node *
     return -1;
 }
 
+/* Collects a gradient for a leaf; the first one of the pass enlists the leaf for the commit. */
+static nd_status accumulate_leaf(pass *ps, nd_tensor *leaf, nd_tensor *g)
+{
+    if (!leaf->pending_grad) {
+        if (ps->n_leaves == ps->cap_leaves) {
+            size_t cap = ps->cap_leaves ? ps->cap_leaves * 2 : 16;
+            nd_tensor **l = realloc(ps->leaves, cap * sizeof *l);
+            if (!l) {
+                nd_unref(g);
+                return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
+            }
+            ps->leaves = l;
+            ps->cap_leaves = cap;
+        }
+        ps->leaves[ps->n_leaves++] = leaf;
+    }
+    return accumulate(&leaf->pending_grad, g);
+}
+
 /* Delivers gradient g (engine-owned) flowing into tensor `in`. */
-static nd_status deliver(nd_tensor *in, nd_tensor *g, bool create_graph, capture *cap, node_vec *ready)
+static nd_status deliver(pass *ps, nd_tensor *in, nd_tensor *g)
 {
     if (!in->requires_grad) {
         nd_unref(g);
@@ -101,22 +131,22 @@ static nd_status deliver(nd_tensor *in, nd_tensor *g, bool create_graph, capture
     nd_node *child = in->grad_fn;
     if (child) {
         nd_status st = accumulate(&child->grad_acc, g);
-        if (--child->pending == 0 && !vec_push(ready, child))
-            return nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+        if (--child->pending == 0 && !vec_push(&ps->ready, child))
+            return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
         return st;
     }
-    if (cap) {
-        int k = capture_index(cap, in, NULL);
+    if (ps->cap) {
+        int k = capture_index(ps->cap, in, NULL);
         if (k < 0) {
             nd_unref(g);
             return ND_OK;
         }
-        return accumulate(&cap->results[k], g);
+        return accumulate(&ps->cap->results[k], g);
     }
-    return accumulate_leaf(in, g, create_graph);
+    return accumulate_leaf(ps, in, g);
 }
 
-static nd_status check_versions(const nd_node *n)
+static nd_status check_versions(const char *op, const nd_node *n)
 {
     for (int i = 0; i < n->n_inputs + ND_NODE_MAX_SAVED; i++) {
         const nd_tensor *t = i < n->n_inputs ? n->inputs[i] : n->saved[i - n->n_inputs];
@@ -127,9 +157,9 @@ static nd_status check_versions(const nd_node *n)
         if (now != expected) {
             char b[ND_SHAPE_BUF];
             return nd_fail_status(ND_ERR_GRAD,
-                                  "backward: one of the tensors needed by %s (a %s tensor of shape %s) was "
+                                  "%s: one of the tensors needed by %s (a %s tensor of shape %s) was "
                                   "modified in place after it was used (version %llu, expected %llu)",
-                                  nd_op_table[n->op].grad_fn_name, nd_dtype_name(t->dtype),
+                                  op, nd_op_table[n->op].grad_fn_name, nd_dtype_name(t->dtype),
                                   nd_shape_str(b, sizeof b, t->ndim, t->shape), (unsigned long long)now,
                                   (unsigned long long)expected);
         }
@@ -138,11 +168,13 @@ static nd_status check_versions(const nd_node *n)
 }
 
 /* Runs one node's backward rule and hands each input its gradient. */
-static nd_status run_node(nd_node *n, bool create_graph, capture *cap, node_vec *ready)
+static nd_status run_node(pass *ps, nd_node *n)
 {
+    bool create_graph = ps->create_graph;
+    capture *cap = ps->cap;
     nd_tensor *g = n->grad_acc;
     n->grad_acc = NULL;
-    nd_status st = check_versions(n);
+    nd_status st = check_versions(ps->op, n);
     if (st != ND_OK) {
         nd_unref(g);
         return st;
@@ -169,7 +201,7 @@ static nd_status run_node(nd_node *n, bool create_graph, capture *cap, node_vec 
     nd_tensor **grads = n->n_inputs <= 4 ? stack_grads : calloc((size_t)n->n_inputs, sizeof *grads);
     if (!grads) {
         nd_unref(g);
-        return nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+        return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
     }
     nd_scope_begin();
     st = nd_op_table[n->op].backward(n, g, grads);
@@ -183,11 +215,11 @@ static nd_status run_node(nd_node *n, bool create_graph, capture *cap, node_vec 
             nd_unref(grads[i]);
             /* An input that requires grad but got none still counts as visited. */
             if (st == ND_OK && in && in->requires_grad && in->grad_fn && --in->grad_fn->pending == 0)
-                if (!vec_push(ready, in->grad_fn))
-                    st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+                if (!vec_push(&ps->ready, in->grad_fn))
+                    st = nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
             continue;
         }
-        nd_status s2 = deliver(in, grads[i], create_graph, cap, ready);
+        nd_status s2 = deliver(ps, in, grads[i]);
         if (st == ND_OK)
             st = s2;
     }
@@ -196,11 +228,12 @@ static nd_status run_node(nd_node *n, bool create_graph, capture *cap, node_vec 
     return st;
 }
 
-static nd_status run_backward(int n_roots, nd_tensor *const *roots, nd_tensor *const *root_grads,
+static nd_status run_backward(const char *op, int n_roots, nd_tensor *const *roots, nd_tensor *const *root_grads,
                               bool create_graph, capture *cap)
 {
     uint64_t epoch = atomic_fetch_add(&epoch_counter, 1);
-    node_vec seen = {0}, stack = {0}, ready = {0};
+    node_vec seen = {0}, stack = {0};
+    pass ps = {op, create_graph, cap, {0}, NULL, 0, 0};
     nd_status st = ND_OK;
 
     /* Discover reachable nodes and count the edges into each. */
@@ -234,7 +267,7 @@ static nd_status run_backward(int n_roots, nd_tensor *const *roots, nd_tensor *c
         }
     }
     if (st != ND_OK)
-        st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+        st = nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", op);
 
     /* Seed the roots. */
     for (int r = 0; r < n_roots && st == ND_OK; r++) {
@@ -248,23 +281,33 @@ static nd_status run_backward(int n_roots, nd_tensor *const *roots, nd_tensor *c
             else
                 nd_unref(g);
         } else {
-            st = accumulate_leaf(roots[r], g, create_graph);
+            st = accumulate_leaf(&ps, roots[r], g);
         }
     }
     for (int r = 0; r < n_roots && st == ND_OK; r++) {
         nd_node *root = roots[r]->grad_fn;
         if (root && root->pending == 0 && root->epoch == epoch) {
             root->pending = -1; /* queued once even if named twice */
-            if (!vec_push(&ready, root))
-                st = nd_fail_status(ND_ERR_NOMEM, "backward: out of memory");
+            if (!vec_push(&ps.ready, root))
+                st = nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", op);
         }
     }
 
     bool previous_mode = nd_set_grad_enabled(create_graph);
-    while (st == ND_OK && ready.count)
-        st = run_node(ready.items[--ready.count], create_graph, cap, &ready);
+    while (st == ND_OK && ps.ready.count)
+        st = run_node(&ps, ps.ready.items[--ps.ready.count]);
     nd_set_grad_enabled(previous_mode);
 
+    /* Commit the leaves' gradients only now: a failed pass leaves every .grad as it was. */
+    for (size_t i = 0; i < ps.n_leaves; i++) {
+        nd_tensor *leaf = ps.leaves[i];
+        nd_tensor *g = leaf->pending_grad;
+        leaf->pending_grad = NULL;
+        if (st == ND_OK)
+            st = commit_leaf(leaf, g, create_graph);
+        else
+            nd_unref(g);
+    }
     /* After an error some nodes may still hold partial gradients: drop them. */
     for (size_t i = 0; i < seen.count; i++) {
         nd_unref(seen.items[i]->grad_acc);
@@ -272,7 +315,8 @@ static nd_status run_backward(int n_roots, nd_tensor *const *roots, nd_tensor *c
     }
     free(seen.items);
     free(stack.items);
-    free(ready.items);
+    free(ps.ready.items);
+    free(ps.leaves);
     return st;
 }
 
@@ -318,7 +362,7 @@ nd_status nd_backward_with(nd_tensor *t, nd_tensor *grad, bool create_graph)
     nd_tensor *g = root_grad(op, t, grad);
     if (!g)
         return nd_last_status();
-    st = run_backward(1, &t, &g, create_graph, NULL);
+    st = run_backward(op, 1, &t, &g, create_graph, NULL);
     nd_unref(g);
     return st;
 }
@@ -359,7 +403,7 @@ nd_status nd_autograd_grad(int n_outputs, nd_tensor *const *outputs, nd_tensor *
     }
     capture cap = {n_inputs, inputs, results};
     if (st == ND_OK)
-        st = run_backward(n_outputs, outputs, seeds, create_graph, &cap);
+        st = run_backward(op, n_outputs, outputs, seeds, create_graph, &cap);
     /* Complete every result first, and hand them over only when all succeeded. */
     for (int i = 0; i < n_inputs && st == ND_OK; i++) {
         nd_tensor *r = results[i];

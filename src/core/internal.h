@@ -35,6 +35,7 @@ struct nd_tensor {
     bool wrapped_number;
     nd_node *grad_fn;               /* owned reference; NULL for leaves */
     nd_tensor *grad;                /* owned reference */
+    nd_tensor *pending_grad;        /* backward scratch: gradient collected before the commit */
     nd_tensor *dead_next;           /* link in the free worklist */
 };
 
@@ -68,6 +69,8 @@ void nd_store(void *p, nd_dtype d, double v);
 /* ---- tensors ---- */
 /* Allocates a dense tensor (not registered anywhere; refcount 1). Zeroed when `zero`. */
 nd_tensor *nd_alloc(nd_dtype dtype, int ndim, const int64_t *shape, bool zero);
+/* The same, with errors reported under the public op's name. */
+nd_tensor *nd_alloc_named(const char *name, nd_dtype dtype, int ndim, const int64_t *shape, bool zero);
 /* A new tensor struct over t's storage with the given geometry (refcount 1, no scope). */
 nd_tensor *nd_alias(const nd_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
                     int64_t offset);

@@ -306,6 +306,8 @@ nd_status nd_fprint(FILE *stream, const nd_tensor *t)
 {
     if (!stream)
         return nd_fail_status(ND_ERR_NULL, "nd_fprint: stream is NULL");
+    if (!t)
+        return nd_fail_null("nd_fprint", 0), nd_last_status();
     char *s = nd_to_string(t);
     if (!s)
         return nd_last_status();

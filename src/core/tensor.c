@@ -160,10 +160,15 @@ static bool shape_ok(const char *op, int ndim, const int64_t *shape, size_t elem
 
 nd_tensor *nd_alloc(nd_dtype dtype, int ndim, const int64_t *shape, bool zero)
 {
+    return nd_alloc_named("nd_alloc", dtype, ndim, shape, zero);
+}
+
+nd_tensor *nd_alloc_named(const char *name, nd_dtype dtype, int ndim, const int64_t *shape, bool zero)
+{
     if (!nd_dtype_valid((int)dtype))
-        return nd_fail(ND_ERR_DTYPE, "nd_alloc: invalid dtype %d", (int)dtype);
+        return nd_fail(ND_ERR_DTYPE, "%s: invalid dtype %d", name, (int)dtype);
     size_t nbytes;
-    if (!shape_ok("nd_alloc", ndim, shape, nd_dtype_size(dtype), &nbytes))
+    if (!shape_ok(name, ndim, shape, nd_dtype_size(dtype), &nbytes))
         return NULL;
     nd_tensor *t = tensor_struct_new();
     if (!t)
@@ -553,12 +558,12 @@ nd_status nd_copy_in(nd_tensor *t, const void *data, size_t nbytes)
 
 nd_tensor *nd_empty(nd_dtype dtype, int ndim, const int64_t *shape)
 {
-    return nd_register(nd_alloc(dtype, ndim, shape, false));
+    return nd_register(nd_alloc_named("nd_empty", dtype, ndim, shape, false));
 }
 
 nd_tensor *nd_zeros(nd_dtype dtype, int ndim, const int64_t *shape)
 {
-    return nd_register(nd_alloc(dtype, ndim, shape, true));
+    return nd_register(nd_alloc_named("nd_zeros", dtype, ndim, shape, true));
 }
 
 static void fill_dense(nd_tensor *t, double v)
@@ -573,24 +578,27 @@ static void fill_dense(nd_tensor *t, double v)
     }
 }
 
-nd_tensor *nd_full(double value, nd_dtype dtype, int ndim, const int64_t *shape)
+static nd_tensor *full_named(const char *name, double value, nd_dtype dtype, int ndim, const int64_t *shape)
 {
-    nd_tensor *t = nd_alloc(dtype, ndim, shape, false);
+    nd_tensor *t = nd_alloc_named(name, dtype, ndim, shape, false);
     if (!t)
         return NULL;
     fill_dense(t, value);
     return nd_register(t);
 }
 
-nd_tensor *nd_ones(nd_dtype dtype, int ndim, const int64_t *shape) { return nd_full(1.0, dtype, ndim, shape); }
-
-nd_tensor *nd_scalar(double value, nd_dtype dtype) { return nd_full(value, dtype, 0, NULL); }
+nd_tensor *nd_full(double value, nd_dtype dtype, int ndim, const int64_t *shape)
+{
+    return full_named("nd_full", value, dtype, ndim, shape);
+}
+nd_tensor *nd_ones(nd_dtype dtype, int ndim, const int64_t *shape) { return full_named("nd_ones", 1.0, dtype, ndim, shape); }
+nd_tensor *nd_scalar(double value, nd_dtype dtype) { return full_named("nd_scalar", value, dtype, 0, NULL); }
 
 nd_tensor *nd_from_data(const void *data, nd_dtype dtype, int ndim, const int64_t *shape)
 {
     if (!data && nd_shape_numel(ndim > 0 && shape ? ndim : 0, shape) > 0)
         return nd_fail(ND_ERR_NULL, "nd_from_data: data is NULL");
-    nd_tensor *t = nd_alloc(dtype, ndim, shape, false);
+    nd_tensor *t = nd_alloc_named("nd_from_data", dtype, ndim, shape, false);
     if (!t)
         return NULL;
     if (t->storage->nbytes)
@@ -613,7 +621,7 @@ nd_tensor *nd_arange(double start, double end, double step, nd_dtype dtype)
     if (count > 1e12)
         return nd_fail(ND_ERR_VALUE, "nd_arange: %g elements is too many", count);
     int64_t n = (int64_t)count;
-    nd_tensor *t = nd_alloc(dtype, 1, &n, false);
+    nd_tensor *t = nd_alloc_named("nd_arange", dtype, 1, &n, false);
     if (!t)
         return NULL;
     for (int64_t i = 0; i < n; i++)
@@ -626,7 +634,7 @@ nd_tensor *nd_eye(int64_t n, int64_t m, nd_dtype dtype)
     if (n < 0 || m < 0)
         return nd_fail(ND_ERR_VALUE, "nd_eye: sizes must be non-negative, got n=%lld m=%lld", (long long)n, (long long)m);
     int64_t shape[2] = {n, m};
-    nd_tensor *t = nd_alloc(dtype, 2, shape, true);
+    nd_tensor *t = nd_alloc_named("nd_eye", dtype, 2, shape, true);
     if (!t)
         return NULL;
     for (int64_t i = 0; i < n && i < m; i++)
@@ -639,7 +647,7 @@ static nd_tensor *random_tensor(const char *op, nd_dtype dtype, int ndim, const 
     if (!nd_dtype_is_float(dtype))
         return nd_fail(ND_ERR_DTYPE, "%s: expected a floating point dtype, got %s", op,
                        nd_dtype_valid((int)dtype) ? nd_dtype_name(dtype) : "an invalid dtype");
-    nd_tensor *t = nd_alloc(dtype, ndim, shape, false);
+    nd_tensor *t = nd_alloc_named(op, dtype, ndim, shape, false);
     if (!t)
         return NULL;
     int64_t n = nd_numel(t);

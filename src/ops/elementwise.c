@@ -139,13 +139,13 @@ nd_status nd_bw_neg(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return gi[0] ? ND_OK : nd_last_status();
 }
 
-/* relu: out = max(a, 0).  da = g * (a > 0): the mask is a constant, so relu's second derivative
- * is zero, as in PyTorch. */
+/* relu: out = max(a, 0).  da = g * !(a <= 0) (NaN passes the gradient, as in PyTorch); the mask
+ * is a constant, so relu's second derivative is zero. */
 nd_tensor *nd_relu(nd_tensor *a) { return nd_unary_op("nd_relu", ND_OP_RELU, ND_UN_RELU, a); }
 
 nd_status nd_bw_relu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    gi[0] = nd_mul(g, nd_mask(ND_BIN_GT, IN(0), 0.0, g->dtype));
+    gi[0] = nd_mul(g, nd_rsub_scalar(1.0, nd_mask(ND_BIN_LE, IN(0), 0.0, g->dtype)));
     return gi[0] ? ND_OK : nd_last_status();
 }
 

@@ -35,9 +35,8 @@ static void gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
 }
 
 /* mm: out[n,m] = a[n,k] @ b[k,m].  da = g @ bᵀ, db = aᵀ @ g. */
-nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b)
+static nd_tensor *mm_named(const char *name, nd_tensor *a, nd_tensor *b)
 {
-    const char *name = "nd_mm";
     nd_tensor *ins[2] = {a, b};
     if (!nd_check_inputs(name, 2, ins))
         return NULL;
@@ -59,6 +58,8 @@ nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b)
     gemm(a->dtype, 1, shape[0], shape[1], a->shape[1], a, as, b, bs, out, cs);
     return nd_finish(out, ND_OP_MM, 2, ins, NULL);
 }
+
+nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b) { return mm_named("nd_mm", a, b); }
 
 /* bmm: out[p,n,m] = a[p,n,k] @ b[p,k,m].  da = g @ bᵀ, db = aᵀ @ g (per batch). */
 nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b)
@@ -176,6 +177,8 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b)
     if (da == 2 && db == 1)
         return mv(name, a, b);
     if (da == 1 && db == 2) {
+        if (!check_float_pair(name, a, b))
+            return NULL;
         if (a->shape[0] != b->shape[0]) {
             char why[96];
             snprintf(why, sizeof why, "%lld != %lld", (long long)a->shape[0], (long long)b->shape[0]);
@@ -185,7 +188,7 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b)
         return nd_composite_end(nd_squeeze_dim(nd_mm(nd_unsqueeze(a, 0), b), 0));
     }
     if (da == 2 && db == 2)
-        return nd_mm(a, b);
+        return mm_named(name, a, b);
 
     int64_t k = a->shape[da - 1];
     int64_t kb = db == 1 ? b->shape[0] : b->shape[db - 2];

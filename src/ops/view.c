@@ -105,9 +105,13 @@ nd_tensor *nd_view(nd_tensor *t, int ndim, const int64_t *shape)
     int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
     if (!infer_shape(name, t, ndim, shape, sh))
         return NULL;
-    if (!view_strides(t, ndim, sh, st))
-        return nd_fail(ND_ERR_STATE, "%s: view size is not compatible with input tensor's size and stride (at least one "
-                       "dimension spans across two contiguous subspaces); use nd_reshape instead", name);
+    if (!view_strides(t, ndim, sh, st)) {
+        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF], s3[ND_SHAPE_BUF];
+        return nd_fail(ND_ERR_STATE, "%s: shape %s is not compatible with the input's size %s and stride %s (at least "
+                       "one dimension spans across two contiguous subspaces); use nd_reshape instead", name,
+                       nd_shape_str(s1, sizeof s1, ndim, sh), nd_shape_str(s2, sizeof s2, t->ndim, t->shape),
+                       nd_shape_str(s3, sizeof s3, t->ndim, t->strides));
+    }
     nd_node *node;
     return make_view(t, ND_OP_VIEW, ndim, sh, st, t->offset, &node);
 }
@@ -198,7 +202,7 @@ nd_tensor *nd_permute(nd_tensor *t, int ndim, const int64_t *dims)
     if (ndim != t->ndim || (ndim > 0 && !dims))
         return nd_fail(ND_ERR_DIM, "%s: number of dims don't match in permute (input has %d, %d given)", name, t->ndim, ndim);
     bool used[ND_MAX_DIMS] = {false};
-    int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS], p[ND_MAX_DIMS];
+    int64_t sh[ND_MAX_DIMS] = {0}, st[ND_MAX_DIMS] = {0}, p[ND_MAX_DIMS] = {0};
     for (int i = 0; i < ndim; i++) {
         int d = dims[i] < INT32_MIN || dims[i] > INT32_MAX ? -1 : nd_wrap_dim((int)dims[i], ndim);
         if (d < 0)
@@ -288,7 +292,11 @@ nd_tensor *nd_expand(nd_tensor *t, int ndim, const int64_t *shape)
     if (!t)
         return nd_fail_null(name, 0);
     char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
-    if (ndim < t->ndim || ndim > ND_MAX_DIMS || (ndim > 0 && !shape))
+    if (ndim > ND_MAX_DIMS)
+        return nd_fail(ND_ERR_DIM, "%s: %d dims requested; ndgrad supports at most %d", name, ndim, ND_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return nd_fail(ND_ERR_NULL, "%s: shape is NULL", name);
+    if (ndim < t->ndim)
         return nd_fail(ND_ERR_SHAPE, "%s: the number of sizes provided (%d) must be greater or equal to the number of "
                        "dimensions in the tensor (%d)", name, ndim, t->ndim);
     int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
@@ -463,6 +471,8 @@ nd_tensor *nd_flatten(nd_tensor *t, int start_dim, int end_dim)
         return nd_reshape(t, 1, (const int64_t[]){1});
     if (start_dim > end_dim)
         return nd_fail(ND_ERR_DIM, "%s: start_dim (%d) cannot come after end_dim (%d)", name, start_dim, end_dim);
+    if (start_dim == end_dim) /* nothing to merge: PyTorch returns the input itself */
+        return nd_return_same(t);
     int64_t sh[ND_MAX_DIMS];
     int n = 0;
     for (int i = 0; i < t->ndim; i++) {

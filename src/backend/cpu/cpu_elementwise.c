@@ -206,7 +206,7 @@ static inline double sigmoid_d(double x)
 
 #define FLOAT_UNARIES(S, T, EXP, LOG, TANH, SIGMOID, SQRT, FABS, SIN, COS, LOG1P, EXPM1, ERF)         \
     UNARY_KERNEL(neg_##S, T, -x)                                                                      \
-    UNARY_KERNEL(relu_##S, T, x > 0 ? x : (x != x ? x : (T)0))                                        \
+    UNARY_KERNEL(relu_##S, T, x < 0 ? (T)0 : x) /* NaN and -0. pass through, as in PyTorch */         \
     UNARY_KERNEL(exp_##S, T, EXP(x))                                                                  \
     UNARY_KERNEL(log_##S, T, LOG(x))                                                                  \
     UNARY_KERNEL(tanh_##S, T, TANH(x))                                                                \
