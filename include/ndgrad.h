@@ -219,6 +219,14 @@ typedef nd_tensor *(*nd_function)(nd_tensor *const *inputs, void *user);
 nd_status nd_gradcheck(nd_function fn, void *user, int n_inputs, nd_tensor *const *inputs,
                        double eps, double atol, double rtol);
 
+/* Introspection of the recorded ops (the list in src/ops/op_list.h), for coverage checks:
+ * the number of ops, op i's name ("ADD") and grad_fn name ("AddBackward0"), and how many times
+ * its backward rule has run in this process (NULL / -1 for an index out of range). */
+int nd_op_count(void);
+const char *nd_op_name(int op);
+const char *nd_op_grad_fn_name(int op);
+int64_t nd_op_backward_calls(int op);
+
 /* ---------------------------------------------------------------- copies and dtype ------ */
 
 nd_tensor *nd_contiguous(nd_tensor *t);           /* t itself if contiguous, else a dense copy */
@@ -291,6 +299,11 @@ nd_tensor *nd_hardtanh(nd_tensor *a, double min_val, double max_val); /* default
 nd_tensor *nd_clamp(nd_tensor *a, double min_val, double max_val);
 /* cond ? a : b elementwise (cond is bool); all three broadcast together. */
 nd_tensor *nd_where(nd_tensor *cond, nd_tensor *a, nd_tensor *b);
+/* Elementwise max / min (NaN wins; a tie splits the gradient between a and b). */
+nd_tensor *nd_maximum(nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_minimum(nd_tensor *a, nd_tensor *b);
+/* value where mask (bool) is true, t elsewhere; mask broadcasts to t's shape. */
+nd_tensor *nd_masked_fill(nd_tensor *t, nd_tensor *mask, double value);
 /* Comparisons give bool tensors and carry no gradient. */
 nd_tensor *nd_eq(nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_ne(nd_tensor *a, nd_tensor *b);
@@ -313,6 +326,74 @@ nd_tensor *nd_mean(nd_tensor *t);
 /* Over a list of dims (negative allowed; ndims 0 means all); keepdim keeps them as size 1. */
 nd_tensor *nd_sum_dims(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim);
 nd_tensor *nd_mean_dims(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+
+/* Max / min of all elements (0-dim); a tie shares the gradient evenly among the tied elements. */
+nd_tensor *nd_max(nd_tensor *t);
+nd_tensor *nd_min(nd_tensor *t);
+/* Max / min along dim: values, and (if indices is not NULL) the int64 index of the first
+ * extreme in *indices (a second result, owned like any other). The gradient goes to that index. */
+nd_tensor *nd_max_dim(nd_tensor *t, int dim, bool keepdim, nd_tensor **indices);
+nd_tensor *nd_min_dim(nd_tensor *t, int dim, bool keepdim, nd_tensor **indices);
+/* int64 index of the first max / min: of the flattened tensor, or along dim. */
+nd_tensor *nd_argmax(nd_tensor *t);
+nd_tensor *nd_argmin(nd_tensor *t);
+nd_tensor *nd_argmax_dim(nd_tensor *t, int dim, bool keepdim);
+nd_tensor *nd_argmin_dim(nd_tensor *t, int dim, bool keepdim);
+/* Product of all elements, or along one dim (gradient correct with zeros present). */
+nd_tensor *nd_prod(nd_tensor *t);
+nd_tensor *nd_prod_dim(nd_tensor *t, int dim, bool keepdim);
+/* Variance / standard deviation over dims (ndims 0: all) divided by N - correction (1: unbiased). */
+nd_tensor *nd_var(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim);
+nd_tensor *nd_std(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim);
+/* log(sum(exp(t))) over dims (ndims 0: all), stable for large inputs. */
+nd_tensor *nd_logsumexp(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+/* p-norm for p = 1 or 2 over dims (ndims 0: all); the gradient at a zero norm is 0. */
+nd_tensor *nd_norm(nd_tensor *t, double p, int ndims, const int64_t *dims, bool keepdim);
+/* Running sum along dim (integers give int64). */
+nd_tensor *nd_cumsum(nd_tensor *t, int dim);
+
+/* ---------------------------------------------------------------- shape and indexing ---- */
+
+/* Join n tensors along an existing dim / a new dim. */
+nd_tensor *nd_cat(int n, nd_tensor *const *tensors, int dim);
+nd_tensor *nd_stack(int n, nd_tensor *const *tensors, int dim);
+/* Views of consecutive pieces along dim, written to outputs[]; return the count (-1 on error). */
+int nd_split(nd_tensor *t, int64_t split_size, int dim, int max_outputs, nd_tensor **outputs);
+int nd_chunk(nd_tensor *t, int64_t chunks, int dim, int max_outputs, nd_tensor **outputs);
+/* Reverse the order along each listed dim (a copy). */
+nd_tensor *nd_flip(nd_tensor *t, int ndims, const int64_t *dims);
+/* Tile: reps[i] copies along dim i (reps may have more dims than t). */
+nd_tensor *nd_repeat(nd_tensor *t, int n, const int64_t *reps);
+/* Constant padding: (left, right) pairs from the last dim backwards; negative pads crop. */
+nd_tensor *nd_pad(nd_tensor *t, int npads, const int64_t *pads, double value);
+/* Lower / upper triangle of the last two dims relative to diagonal k (others set to 0). */
+nd_tensor *nd_tril(nd_tensor *t, int64_t k);
+nd_tensor *nd_triu(nd_tensor *t, int64_t k);
+/* out = t[index[i]] along dim (index int64, 0-d or 1-d). */
+nd_tensor *nd_index_select(nd_tensor *t, int dim, nd_tensor *index);
+/* t with src's slices added at index[i] along dim (repeated indices accumulate). */
+nd_tensor *nd_index_add(nd_tensor *t, int dim, nd_tensor *index, nd_tensor *src);
+/* out[..i..] = t[..index[..i..]..] along dim; out has index's shape. */
+nd_tensor *nd_gather(nd_tensor *t, int dim, nd_tensor *index);
+/* t with src added at index along dim (out of place; repeated indices accumulate). */
+nd_tensor *nd_scatter_add(nd_tensor *t, int dim, nd_tensor *index, nd_tensor *src);
+/* Rows of weight [num, dim] picked by int64 indices of any shape: indices.shape + [dim]. */
+nd_tensor *nd_embedding(nd_tensor *weight, nd_tensor *indices);
+/* int64 one-hot encoding [..., num_classes]; num_classes < 0 infers max + 1. */
+nd_tensor *nd_one_hot(nd_tensor *indices, int64_t num_classes);
+
+/* Basic indexing, t[i, a:b:s, None, ...] as a list of specs (see ND_I, ND_SLICE, ND_NEWAXIS). */
+typedef enum nd_index_kind { ND_INDEX_INT, ND_INDEX_SLICE, ND_INDEX_NEWAXIS } nd_index_kind;
+typedef struct nd_index_spec {
+    nd_index_kind kind;
+    int64_t start, stop, step; /* INT uses start as the index */
+} nd_index_spec;
+#define ND_I(i) ((nd_index_spec){ND_INDEX_INT, (i), 0, 1})
+#define ND_SLICE(start, stop, step) ((nd_index_spec){ND_INDEX_SLICE, (start), (stop), (step)})
+#define ND_ALL ((nd_index_spec){ND_INDEX_SLICE, 0, INT64_MAX, 1})
+#define ND_NEWAXIS ((nd_index_spec){ND_INDEX_NEWAXIS, 0, 0, 1})
+/* A view: integers drop their dim, slices keep it, NEWAXIS inserts a size-1 dim. */
+nd_tensor *nd_index(nd_tensor *t, int n, const nd_index_spec *specs);
 
 /* ---------------------------------------------------------------- linear algebra -------- */
 

@@ -204,6 +204,7 @@ static nd_status run_node(pass *ps, nd_node *n)
         return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
     }
     nd_scope_begin();
+    nd_count_backward(n->op);
     st = nd_op_table[n->op].backward(n, g, grads);
     for (int i = 0; i < n->n_inputs; i++)
         nd_ref(grads[i]); /* survive the scope */

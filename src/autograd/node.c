@@ -9,6 +9,21 @@ const nd_op_info nd_op_table[ND_OP_COUNT_] = {
 #undef ND_OP_ROW_
 };
 
+/* Debug statistics: how often each op's backward rule ran (coverage checks in the tests). */
+static atomic_llong backward_calls[ND_OP_COUNT_];
+
+static const char *const op_names[ND_OP_COUNT_] = {
+#define ND_OP_NAME_(e, name, bw) [ND_OP_##e] = #e,
+    ND_OP_LIST(ND_OP_NAME_)
+#undef ND_OP_NAME_
+};
+
+int nd_op_count(void) { return ND_OP_COUNT_; }
+const char *nd_op_name(int op) { return op >= 0 && op < ND_OP_COUNT_ ? op_names[op] : NULL; }
+const char *nd_op_grad_fn_name(int op) { return op >= 0 && op < ND_OP_COUNT_ ? nd_op_table[op].grad_fn_name : NULL; }
+int64_t nd_op_backward_calls(int op) { return op >= 0 && op < ND_OP_COUNT_ ? atomic_load(&backward_calls[op]) : -1; }
+void nd_count_backward(int op) { atomic_fetch_add(&backward_calls[op], 1); }
+
 bool nd_grad_needed(int n, nd_tensor *const *inputs)
 {
     if (!nd_is_grad_enabled())

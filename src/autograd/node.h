@@ -40,4 +40,6 @@ bool nd_node_save(nd_node *node, int slot, const nd_tensor *t);
 /* Creates the node of an op, or fails; returns out on success and NULL (releasing out) on failure. */
 nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out);
 
+void nd_count_backward(int op);
+
 #endif

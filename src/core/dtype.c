@@ -85,3 +85,5 @@ void nd_store(void *p, nd_dtype d, double v)
     case ND_BOOL: *(uint8_t *)p = v != 0; break;
     }
 }
+
+nd_dtype nd_promote_types(nd_dtype a, nd_dtype b) { return wider(a, b); }

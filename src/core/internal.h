@@ -62,6 +62,8 @@ bool nd_dtype_is_float(nd_dtype d);
 bool nd_dtype_valid(int d);
 /* PyTorch promotion for two tensors; zero-dim tensors weigh less (see dtype.c). */
 nd_dtype nd_promote(const nd_tensor *a, const nd_tensor *b);
+/* Promotion of two dimensioned tensors' dtypes (higher category, then wider). */
+nd_dtype nd_promote_types(nd_dtype a, nd_dtype b);
 /* Element value as double / store a double into an element. */
 double nd_load(const void *p, nd_dtype d);
 void nd_store(void *p, nd_dtype d, double v);

@@ -250,6 +250,56 @@ nd_status nd_bw_where(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return ND_OK;
 }
 
+/* maximum / minimum: elementwise, NaN-propagating.  Ties split the gradient evenly, as PyTorch:
+ * da = g ((a > b) + ½ (a == b)) for maximum (a < b for minimum), db likewise. */
+nd_tensor *nd_maximum(nd_tensor *a, nd_tensor *b) { return nd_binary_op("nd_maximum", ND_OP_MAXIMUM, ND_BIN_MAXIMUM, a, b); }
+nd_tensor *nd_minimum(nd_tensor *a, nd_tensor *b) { return nd_binary_op("nd_minimum", ND_OP_MINIMUM, ND_BIN_MINIMUM, a, b); }
+
+nd_status nd_bw_maximum(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = IN(0), *b = IN(1);
+    nd_binop wins = node->op == ND_OP_MAXIMUM ? ND_BIN_GT : ND_BIN_LT;
+    nd_binop loses = node->op == ND_OP_MAXIMUM ? ND_BIN_LT : ND_BIN_GT;
+    nd_tensor *tie = nd_mul_scalar(nd_to(nd_compare("nd_maximum backward", ND_BIN_EQ, a, b), g->dtype), 0.5);
+    if (WANT(0)) {
+        nd_tensor *w = nd_add(nd_to(nd_compare("nd_maximum backward", wins, a, b), g->dtype), tie);
+        if (!(gi[0] = nd_reduce_grad(nd_mul(g, w), a)))
+            return nd_last_status();
+    }
+    if (WANT(1)) {
+        nd_tensor *w = nd_add(nd_to(nd_compare("nd_maximum backward", loses, a, b), g->dtype), tie);
+        if (!(gi[1] = nd_reduce_grad(nd_mul(g, w), b)))
+            return nd_last_status();
+    }
+    return ND_OK;
+}
+
+/* masked_fill: value where mask (bool, broadcast to t's shape) is true, t elsewhere. */
+nd_tensor *nd_masked_fill(nd_tensor *t, nd_tensor *mask, double value)
+{
+    const char *name = "nd_masked_fill";
+    nd_tensor *ins[2] = {t, mask};
+    if (!nd_check_inputs(name, 2, ins))
+        return NULL;
+    if (mask->dtype != ND_BOOL)
+        return nd_fail(ND_ERR_DTYPE, "%s: expected a bool mask, got %s", name, nd_dtype_name(mask->dtype));
+    int nd;
+    int64_t shape[ND_MAX_DIMS];
+    if (!nd_broadcast_shapes(t->ndim, t->shape, mask->ndim, mask->shape, &nd, shape) || nd != t->ndim ||
+        memcmp(shape, t->shape, sizeof(int64_t) * (size_t)nd) != 0) {
+        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+        return nd_fail(ND_ERR_SHAPE, "%s: mask of shape %s cannot be broadcast to the input's shape %s", name,
+                       nd_shape_str(s1, sizeof s1, mask->ndim, mask->shape), nd_shape_str(s2, sizeof s2, t->ndim, t->shape));
+    }
+    nd_tensor *v = nd_k_full(t->dtype, 0, NULL, value);
+    if (!v)
+        return NULL;
+    v->wrapped_number = true;
+    nd_composite_begin();
+    nd_tensor *out = nd_where(mask, nd_register(v), t);
+    return nd_composite_end(out);
+}
+
 /* Comparisons: bool results, no gradient. */
 nd_tensor *nd_eq(nd_tensor *a, nd_tensor *b) { return nd_compare("nd_eq", ND_BIN_EQ, a, b); }
 nd_tensor *nd_ne(nd_tensor *a, nd_tensor *b) { return nd_compare("nd_ne", ND_BIN_NE, a, b); }

@@ -40,11 +40,33 @@
     X(ELU, "EluBackward0", nd_bw_elu)                       \
     X(HARDTANH, "HardtanhBackward0", nd_bw_hardtanh)        \
     X(CLAMP, "ClampBackward1", nd_bw_clamp)                 \
+    X(MAXIMUM, "MaximumBackward0", nd_bw_maximum)           \
+    X(MINIMUM, "MinimumBackward0", nd_bw_maximum)           \
     /* reduce.c */                                          \
     X(SUM, "SumBackward0", nd_bw_sum)                       \
     X(SUM_DIMS, "SumBackward1", nd_bw_sum)                  \
     X(MEAN, "MeanBackward0", nd_bw_mean)                    \
     X(MEAN_DIMS, "MeanBackward1", nd_bw_mean)               \
+    X(MAX_ALL, "MaxBackward1", nd_bw_extreme_all)           \
+    X(MIN_ALL, "MinBackward1", nd_bw_extreme_all)           \
+    X(MAX_DIM, "MaxBackward0", nd_bw_extreme_dim)           \
+    X(MIN_DIM, "MinBackward0", nd_bw_extreme_dim)           \
+    X(PROD, "ProdBackward0", nd_bw_prod)                    \
+    X(PROD_DIM, "ProdBackward1", nd_bw_prod)                \
+    X(LOGSUMEXP, "LogsumexpBackward0", nd_bw_logsumexp)     \
+    X(NORM, "NormBackward1", nd_bw_norm)                    \
+    X(CUMSUM, "CumsumBackward0", nd_bw_cumsum)              \
+    /* index.c */                                           \
+    X(GATHER, "GatherBackward0", nd_bw_gather)              \
+    X(SCATTER_ADD, "ScatterAddBackward0", nd_bw_scatter_add) \
+    X(INDEX_SELECT, "IndexSelectBackward0", nd_bw_index_select) \
+    X(INDEX_ADD, "IndexAddBackward0", nd_bw_index_add)      \
+    /* shape.c */                                           \
+    X(CAT, "CatBackward0", nd_bw_cat)                       \
+    X(FLIP, "FlipBackward0", nd_bw_flip)                    \
+    X(PAD, "ConstantPadNdBackward0", nd_bw_pad)             \
+    X(TRIL, "TrilBackward0", nd_bw_triangle)                \
+    X(TRIU, "TriuBackward0", nd_bw_triangle)                \
     /* matmul.c */                                          \
     X(MM, "MmBackward0", nd_bw_mm)                          \
     X(BMM, "BmmBackward0", nd_bw_mm)                        \

@@ -92,17 +92,33 @@ nd_tensor *nd_mean_dims(nd_tensor *t, int ndims, const int64_t *dims, bool keepd
     return reduce("nd_mean_dims", ND_OP_MEAN_DIMS, t, ndims, dims, keepdim, false, true);
 }
 
-/* The output gradient laid back over the input's shape. */
-static nd_tensor *expand_back(nd_node *node, nd_tensor *g)
+/* A per-output tensor (gradient or result) reshaped with the reduced dims kept as size 1.
+ * Works for every reduction node here: iparams = [keepdim, mask of reduced dims]. */
+static nd_tensor *keep_dims(nd_node *node, nd_tensor *t)
 {
     const nd_tensor *in = node->inputs[0];
     int64_t keep_shape[ND_MAX_DIMS];
     for (int i = 0; i < in->ndim; i++)
         keep_shape[i] = node->iparams[1 + i] ? 1 : in->shape[i];
-    nd_tensor *r = g;
-    if (!node->iparams[0] || g->ndim != in->ndim)
-        r = nd_reshape(g, in->ndim, keep_shape);
-    return nd_expand(r, in->ndim, in->shape);
+    if (node->iparams[0] && t->ndim == in->ndim)
+        return t;
+    return nd_reshape(t, in->ndim, keep_shape);
+}
+
+/* The output gradient laid back over the input's shape. */
+static nd_tensor *expand_back(nd_node *node, nd_tensor *g)
+{
+    const nd_tensor *in = node->inputs[0];
+    return nd_expand(keep_dims(node, g), in->ndim, in->shape);
+}
+
+static void set_reduce_params(nd_node *node, const nd_tensor *t, const bool *mask, bool keepdim)
+{
+    if (!node)
+        return;
+    node->iparams[0] = keepdim;
+    for (int i = 0; i < t->ndim; i++)
+        node->iparams[1 + i] = mask[i];
 }
 
 nd_status nd_bw_sum(nd_node *node, nd_tensor *g, nd_tensor **gi)
@@ -114,5 +130,449 @@ nd_status nd_bw_sum(nd_node *node, nd_tensor *g, nd_tensor **gi)
 nd_status nd_bw_mean(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
     gi[0] = nd_div_scalar(expand_back(node, g), node->dparams[0]);
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* ------------------------------------------------------------------ row reductions */
+
+/* A 1-d view of all of t's elements (a dense copy when t is not contiguous); unregistered. */
+static nd_tensor *flat(const nd_tensor *t)
+{
+    int64_t n = nd_numel(t);
+    if (nd_is_contiguous(t))
+        return nd_alias(t, 1, &n, (const int64_t[]){1}, t->offset);
+    nd_tensor *c = nd_k_copy(t, t->dtype);
+    if (!c)
+        return NULL;
+    nd_tensor *v = nd_alias(c, 1, &n, (const int64_t[]){1}, 0);
+    nd_unref(c);
+    return v;
+}
+
+/* Runs a row op along dim; returns unregistered out (and *aux for max/min). */
+static nd_tensor *row_reduce(const char *name, nd_rowop op, const nd_tensor *t, int dim, bool keepdim,
+                             nd_dtype out_dtype, nd_tensor **aux)
+{
+    bool extreme = op == ND_ROW_MAX || op == ND_ROW_MIN;
+    if (t->ndim > 0 && t->shape[dim] == 0 && extreme) {
+        char b[ND_SHAPE_BUF];
+        return nd_fail(ND_ERR_SHAPE, "%s: cannot reduce over dim %d of size 0 (shape %s): the operation has no identity",
+                       name, dim, nd_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    int64_t keep_shape[ND_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++)
+        keep_shape[i] = i == dim ? 1 : t->shape[i];
+    nd_tensor *out = nd_alloc(out_dtype, t->ndim, keep_shape, false);
+    nd_tensor *idx = out && aux ? nd_alloc(ND_INT64, t->ndim, keep_shape, false) : NULL;
+    if (!out || (aux && !idx)) {
+        nd_unref(out);
+        return NULL;
+    }
+    nd_k_rows(op, out, idx, t, dim);
+    if (!keepdim && t->ndim > 0) {
+        nd_tensor *o2 = nd_k_drop_dim(out, dim), *i2 = idx ? nd_k_drop_dim(idx, dim) : NULL;
+        nd_unref(out);
+        nd_unref(idx);
+        out = o2, idx = i2;
+        if (!out || (aux && !idx)) {
+            nd_unref(out);
+            nd_unref(idx);
+            return NULL;
+        }
+    }
+    if (aux)
+        *aux = idx;
+    return out;
+}
+
+/* All elements as one row: out is 0-dim. */
+static nd_tensor *row_reduce_all(const char *name, nd_rowop op, const nd_tensor *t, nd_dtype out_dtype)
+{
+    if (nd_numel(t) == 0 && (op == ND_ROW_MAX || op == ND_ROW_MIN))
+        return nd_fail(ND_ERR_SHAPE, "%s: expected a non-empty tensor; specify a dim to reduce an empty one", name);
+    nd_tensor *f = flat(t);
+    if (!f)
+        return NULL;
+    nd_tensor *out = row_reduce(name, op, f, 0, false, out_dtype, NULL);
+    nd_unref(f);
+    return out;
+}
+
+static bool one_dim(const char *name, const nd_tensor *t, int *dim)
+{
+    int d = nd_wrap_dim(*dim, t->ndim);
+    if (d < 0) {
+        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
+                t->ndim ? -t->ndim : -1, t->ndim ? t->ndim - 1 : 0, *dim);
+        return false;
+    }
+    *dim = t->ndim ? d : 0;
+    return true;
+}
+
+/* max / min of all elements.  da = g spread evenly over the positions equal to the result
+ * (ties share the gradient, as PyTorch's evenly_distribute_backward). */
+static nd_tensor *extreme_all(const char *name, nd_op op, nd_rowop row, nd_tensor *t)
+{
+    if (!t)
+        return nd_fail_null(name, 0);
+    nd_tensor *out = row_reduce_all(name, row, t, t->dtype);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &t, &node);
+    if (node && !nd_node_save(node, 0, out))
+        return NULL;
+    return out;
+}
+
+nd_tensor *nd_max(nd_tensor *t) { return extreme_all("nd_max", ND_OP_MAX_ALL, ND_ROW_MAX, t); }
+nd_tensor *nd_min(nd_tensor *t) { return extreme_all("nd_min", ND_OP_MIN_ALL, ND_ROW_MIN, t); }
+
+nd_status nd_bw_extreme_all(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    nd_tensor *hits = nd_compare("max/min backward", ND_BIN_EQ, a, node->saved[0]);
+    nd_tensor *mask = hits ? nd_to(hits, g->dtype) : NULL;
+    gi[0] = mask ? nd_mul(nd_div(g, nd_sum(mask)), mask) : NULL;
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* max / min along dim: values and int64 indices of the first extreme.  da = g placed at the
+ * indices (scatter_add into zeros). Saves the indices. */
+static nd_tensor *extreme_dim(const char *name, nd_op op, nd_rowop row, nd_tensor *t, int dim, bool keepdim,
+                              nd_tensor **indices)
+{
+    if (indices)
+        *indices = NULL;
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!one_dim(name, t, &dim))
+        return NULL;
+    nd_tensor *idx = NULL;
+    nd_tensor *out = row_reduce(name, row, t, dim, keepdim, t->dtype, &idx);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &t, &node);
+    if (!out) {
+        nd_unref(idx);
+        return NULL;
+    }
+    if (node) {
+        bool mask[ND_MAX_DIMS] = {false};
+        mask[dim] = true;
+        set_reduce_params(node, t, mask, keepdim);
+        node->iparams[1 + ND_MAX_DIMS] = dim;
+        node->saved[0] = nd_ref(idx);
+        node->saved_versions[0] = atomic_load(&idx->storage->version);
+    }
+    if (indices)
+        *indices = nd_register(idx);
+    else
+        nd_unref(idx);
+    return out;
+}
+
+nd_tensor *nd_max_dim(nd_tensor *t, int dim, bool keepdim, nd_tensor **indices)
+{
+    return extreme_dim("nd_max_dim", ND_OP_MAX_DIM, ND_ROW_MAX, t, dim, keepdim, indices);
+}
+
+nd_tensor *nd_min_dim(nd_tensor *t, int dim, bool keepdim, nd_tensor **indices)
+{
+    return extreme_dim("nd_min_dim", ND_OP_MIN_DIM, ND_ROW_MIN, t, dim, keepdim, indices);
+}
+
+nd_status nd_bw_extreme_dim(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    int dim = (int)node->iparams[1 + ND_MAX_DIMS];
+    nd_tensor *zeros = nd_register(nd_k_full(g->dtype, a->ndim, a->shape, 0.0));
+    gi[0] = zeros ? nd_scatter_add(zeros, dim, keep_dims(node, node->saved[0]), keep_dims(node, g)) : NULL;
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+static nd_tensor *arg_extreme(const char *name, nd_rowop row, nd_tensor *t, int dim, bool all, bool keepdim)
+{
+    if (!t)
+        return nd_fail_null(name, 0);
+    nd_tensor *idx = NULL, *vals;
+    if (all) {
+        if (nd_numel(t) == 0)
+            return nd_fail(ND_ERR_SHAPE, "%s: expected a non-empty tensor", name);
+        nd_tensor *f = flat(t);
+        vals = f ? row_reduce(name, row, f, 0, false, t->dtype, &idx) : NULL;
+        nd_unref(f);
+    } else {
+        if (!one_dim(name, t, &dim))
+            return NULL;
+        vals = row_reduce(name, row, t, dim, keepdim, t->dtype, &idx);
+    }
+    nd_unref(vals);
+    return vals ? nd_register(idx) : NULL;
+}
+
+nd_tensor *nd_argmax(nd_tensor *t) { return arg_extreme("nd_argmax", ND_ROW_MAX, t, 0, true, false); }
+nd_tensor *nd_argmin(nd_tensor *t) { return arg_extreme("nd_argmin", ND_ROW_MIN, t, 0, true, false); }
+nd_tensor *nd_argmax_dim(nd_tensor *t, int dim, bool keepdim) { return arg_extreme("nd_argmax_dim", ND_ROW_MAX, t, dim, false, keepdim); }
+nd_tensor *nd_argmin_dim(nd_tensor *t, int dim, bool keepdim) { return arg_extreme("nd_argmin_dim", ND_ROW_MIN, t, dim, false, keepdim); }
+
+/* prod: out = Π a.  da = g · (product of the other elements): out / a where the slice has no
+ * zero; where it has exactly one, the zero's position gets the product of the rest; else 0. */
+static nd_tensor *prod_impl(const char *name, nd_op op, nd_tensor *t, int dim, bool all, bool keepdim)
+{
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!all && !one_dim(name, t, &dim))
+        return NULL;
+    nd_dtype out_dtype = nd_dtype_is_float(t->dtype) ? t->dtype : ND_INT64;
+    nd_tensor *out = all ? row_reduce_all(name, ND_ROW_PROD, t, out_dtype)
+                         : row_reduce(name, ND_ROW_PROD, t, dim, keepdim, out_dtype, NULL);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &t, &node);
+    if (node) {
+        bool mask[ND_MAX_DIMS];
+        for (int i = 0; i < ND_MAX_DIMS; i++)
+            mask[i] = all ? i < t->ndim : i == dim;
+        set_reduce_params(node, t, mask, keepdim && !all);
+        node->iparams[1 + ND_MAX_DIMS] = all ? -1 : dim;
+    }
+    return out;
+}
+
+nd_tensor *nd_prod(nd_tensor *t) { return prod_impl("nd_prod", ND_OP_PROD, t, 0, true, false); }
+nd_tensor *nd_prod_dim(nd_tensor *t, int dim, bool keepdim) { return prod_impl("nd_prod_dim", ND_OP_PROD_DIM, t, dim, false, keepdim); }
+
+nd_status nd_bw_prod(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    int dim = (int)node->iparams[1 + ND_MAX_DIMS];
+    nd_tensor *is_zero = nd_mask(ND_BIN_EQ, a, 0.0, ND_BOOL);
+    nd_tensor *one = nd_register(nd_k_wrapped_scalar(1.0, ND_FLOAT32));
+    nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
+    nd_tensor *nonzero = nd_where(is_zero, one, a);                        /* zeros replaced by 1 */
+    nd_tensor *zero_count, *prod_rest;
+    if (dim < 0) {
+        zero_count = nd_sum(nd_to(is_zero, g->dtype));
+        prod_rest = nd_prod(nonzero);
+    } else {
+        zero_count = nd_sum_dims(nd_to(is_zero, g->dtype), 1, (const int64_t[]){dim}, true);
+        prod_rest = nd_prod_dim(nonzero, dim, true);
+    }
+    nd_tensor *out = dim < 0 ? nd_prod(a) : nd_prod_dim(a, dim, true);
+    if (!zero_count || !prod_rest || !out)
+        return nd_last_status();
+    nd_tensor *no_zero = nd_mask(ND_BIN_EQ, zero_count, 0.0, ND_BOOL);
+    nd_tensor *one_zero = nd_mask(ND_BIN_EQ, zero_count, 1.0, ND_BOOL);
+    nd_tensor *local = nd_where(no_zero, nd_div(out, nonzero),
+                                nd_where(one_zero, nd_where(is_zero, prod_rest, zero), zero));
+    gi[0] = nd_mul(expand_back(node, g), local);
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* var / std with Bessel-style correction over a dims list (all dims when ndims is 0):
+ * var = Σ (a - mean)² / max(N - correction, 0). Built from differentiable ops. */
+nd_tensor *nd_var(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim)
+{
+    const char *name = "nd_var";
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!nd_dtype_is_float(t->dtype))
+        return nd_fail(ND_ERR_DTYPE, "%s: expected a floating point tensor, got %s", name, nd_dtype_name(t->dtype));
+    bool mask[ND_MAX_DIMS];
+    if (ndims > 0 && !nd_dims_mask(name, t->ndim, ndims, dims, mask))
+        return NULL;
+    int64_t count = 1;
+    for (int i = 0; i < t->ndim; i++)
+        if (ndims == 0 || mask[i])
+            count *= t->shape[i];
+    double denom = (double)count - correction;
+    nd_composite_begin();
+    nd_tensor *mean = nd_mean_dims(t, ndims, dims, true);
+    nd_tensor *d = nd_sub(t, mean);
+    nd_tensor *s = nd_sum_dims(nd_mul(d, d), ndims, dims, keepdim);
+    if (s && ndims == 0 && !keepdim)
+        s = nd_reshape(s, 0, NULL);
+    return nd_composite_end(nd_div_scalar(s, denom > 0 ? denom : 0.0));
+}
+
+nd_tensor *nd_std(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim)
+{
+    if (!t)
+        return nd_fail_null("nd_std", 0);
+    nd_composite_begin();
+    return nd_composite_end(nd_sqrt(nd_var(t, ndims, dims, correction, keepdim)));
+}
+
+/* logsumexp along one dim: out = m + ln Σ e^(a - m), m the row max (0 for infinite rows).
+ * da = g e^(a - out).  Saves out. Several dims are folded into one first. */
+static nd_tensor *logsumexp_dim(nd_tensor *t, int dim, bool keepdim)
+{
+    nd_tensor *src = nd_dtype_is_float(t->dtype) ? t : NULL;
+    nd_tensor *converted = NULL;
+    if (!src)
+        src = converted = nd_k_copy(t, ND_FLOAT32);
+    nd_tensor *out = src ? row_reduce("nd_logsumexp", ND_ROW_LOGSUMEXP, src, dim, keepdim, src->dtype, NULL) : NULL;
+    nd_unref(converted);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_LOGSUMEXP, 1, &t, &node);
+    if (node) {
+        bool mask[ND_MAX_DIMS] = {false};
+        mask[dim] = true;
+        set_reduce_params(node, t, mask, keepdim);
+        if (!nd_node_save(node, 0, out))
+            return NULL;
+    }
+    return out;
+}
+
+nd_tensor *nd_logsumexp(nd_tensor *t, int ndims, const int64_t *dims, bool keepdim)
+{
+    const char *name = "nd_logsumexp";
+    if (!t)
+        return nd_fail_null(name, 0);
+    bool mask[ND_MAX_DIMS];
+    if (ndims == 0) {
+        for (int i = 0; i < ND_MAX_DIMS; i++)
+            mask[i] = i < t->ndim;
+    } else if (!nd_dims_mask(name, t->ndim, ndims, dims, mask)) {
+        return NULL;
+    }
+    int reduced = 0, last = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (mask[i])
+            reduced++, last = i;
+    if (t->ndim == 0 || reduced == 1)
+        return logsumexp_dim(t, t->ndim ? last : 0, keepdim);
+    /* Move the reduced dims last, fold them into one, reduce it. */
+    int64_t perm[ND_MAX_DIMS], folded[ND_MAX_DIMS], keep_shape[ND_MAX_DIMS], out_shape[ND_MAX_DIMS];
+    int np = 0, nf = 0, no = 0;
+    int64_t inner = 1;
+    for (int i = 0; i < t->ndim; i++)
+        if (!mask[i])
+            perm[np++] = i, folded[nf++] = t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        if (mask[i])
+            perm[np++] = i, inner *= t->shape[i];
+    folded[nf++] = inner;
+    for (int i = 0; i < t->ndim; i++) {
+        keep_shape[i] = mask[i] ? 1 : t->shape[i];
+        if (!mask[i])
+            out_shape[no++] = t->shape[i];
+    }
+    nd_composite_begin();
+    nd_tensor *r = logsumexp_dim(nd_reshape(nd_permute(t, t->ndim, perm), nf, folded), nf - 1, false);
+    return nd_composite_end(keepdim ? nd_reshape(r, t->ndim, keep_shape) : nd_reshape(r, no, out_shape));
+}
+
+nd_status nd_bw_logsumexp(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    int dim = 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (node->iparams[1 + i])
+            dim = i;
+    nd_tensor *out = nd_is_grad_enabled() ? logsumexp_dim(a, dim, true) : keep_dims(node, node->saved[0]);
+    gi[0] = nd_mul(expand_back(node, g), nd_exp(nd_sub(a, out)));
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* norm with p = 2 (√Σa²) or p = 1 (Σ|a|) over a dims list (all when ndims is 0).
+ * da = g a / out (0 where out is 0) for p = 2;  da = g sign(a) for p = 1. */
+nd_tensor *nd_norm(nd_tensor *t, double p, int ndims, const int64_t *dims, bool keepdim)
+{
+    const char *name = "nd_norm";
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (p != 1.0 && p != 2.0)
+        return nd_fail(ND_ERR_VALUE, "%s: p must be 1 or 2, got %g", name, p);
+    if (!nd_dtype_is_float(t->dtype))
+        return nd_fail(ND_ERR_DTYPE, "%s: expected a floating point tensor, got %s", name, nd_dtype_name(t->dtype));
+    bool mask[ND_MAX_DIMS];
+    if (ndims == 0) {
+        for (int i = 0; i < ND_MAX_DIMS; i++)
+            mask[i] = i < t->ndim;
+    } else if (!nd_dims_mask(name, t->ndim, ndims, dims, mask)) {
+        return NULL;
+    }
+    /* The value comes from existing kernels without recording; the node is NORM's own. */
+    nd_scope_begin();
+    bool was = nd_set_grad_enabled(false);
+    nd_tensor *v = p == 2.0 ? nd_sqrt(nd_sum_dims(nd_square(t), ndims, dims, keepdim))
+                            : nd_sum_dims(nd_abs(t), ndims, dims, keepdim);
+    if (v && ndims == 0 && !keepdim)
+        v = nd_reshape(v, 0, NULL);
+    nd_tensor *out = v ? nd_k_copy(v, v->dtype) : NULL;
+    nd_set_grad_enabled(was);
+    nd_scope_end();
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_NORM, 1, &t, &node);
+    if (node) {
+        set_reduce_params(node, t, mask, keepdim || (ndims == 0 && false));
+        node->dparams[0] = p;
+        if (!nd_node_save(node, 0, out))
+            return NULL;
+    }
+    return out;
+}
+
+nd_status nd_bw_norm(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    if (node->dparams[0] == 1.0) {
+        gi[0] = nd_mul(expand_back(node, g), nd_sign(a));
+        return gi[0] ? ND_OK : nd_last_status();
+    }
+    nd_tensor *out = keep_dims(node, nd_is_grad_enabled() ? nd_sqrt(nd_sum_dims(nd_square(a), 0, NULL, false)) : node->saved[0]);
+    if (nd_is_grad_enabled()) { /* recompute with the node's own dims so the graph reaches a */
+        int64_t dims[ND_MAX_DIMS];
+        int nd = 0;
+        for (int i = 0; i < a->ndim; i++)
+            if (node->iparams[1 + i])
+                dims[nd++] = i;
+        out = nd_sqrt(nd_sum_dims(nd_square(a), nd, dims, true));
+    }
+    nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
+    nd_tensor *scale = nd_where(nd_mask(ND_BIN_EQ, out, 0.0, ND_BOOL), zero, nd_div(expand_back(node, g), out));
+    gi[0] = nd_mul(scale, a);
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* cumsum along dim (int and bool inputs give int64).  da = reverse cumsum of g. */
+nd_tensor *nd_cumsum(nd_tensor *t, int dim)
+{
+    const char *name = "nd_cumsum";
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!one_dim(name, t, &dim))
+        return NULL;
+    nd_dtype out_dtype = nd_dtype_is_float(t->dtype) ? t->dtype : ND_INT64;
+    nd_tensor *out = nd_alloc(out_dtype, t->ndim, t->shape, false);
+    if (!out)
+        return NULL;
+    nd_k_rows(ND_ROW_CUMSUM, out, NULL, t, dim);
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_CUMSUM, 1, &t, &node);
+    if (node)
+        node->iparams[0] = dim;
+    return out;
+}
+
+nd_status nd_bw_cumsum(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    int dim = (int)node->iparams[0];
+    if (node->inputs[0]->ndim == 0) {
+        gi[0] = g;
+        return ND_OK;
+    }
+    const int64_t d[1] = {dim};
+    gi[0] = nd_flip(nd_cumsum(nd_flip(g, 1, d), dim), 1, d);
     return gi[0] ? ND_OK : nd_last_status();
 }
