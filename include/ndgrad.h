@@ -402,6 +402,73 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b);     /* [n,k] @ [k,m] only */
 nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
 
+/* ---------------------------------------------------------------- neural networks ------- */
+
+typedef enum nd_reduction { ND_REDUCTION_MEAN, ND_REDUCTION_SUM, ND_REDUCTION_NONE } nd_reduction;
+
+/* Softmax / log-softmax along dim (stable for any input; fused backward rules). */
+nd_tensor *nd_softmax(nd_tensor *t, int dim);
+nd_tensor *nd_log_softmax(nd_tensor *t, int dim);
+/* x @ weightᵀ + bias; weight [out, in], bias [out] or NULL. */
+nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias);
+/* Cross-entropy from logits [N, C, d...] (or [C]) and int64 class targets [N, d...] (or 0-d);
+ * weight [C] or NULL; targets equal to ignore_index are skipped (PyTorch's default is -100);
+ * label_smoothing in [0, 1]. */
+nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
+                            nd_reduction reduction, double label_smoothing);
+/* Negative log-likelihood of log-probabilities, with the same conventions as cross_entropy. */
+nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
+                       nd_reduction reduction);
+nd_tensor *nd_mse_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction);
+nd_tensor *nd_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction);
+/* Huber-style loss: quadratic below beta, linear above (beta 0 is L1; PyTorch's default is 1). */
+nd_tensor *nd_smooth_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction, double beta);
+/* BCE on probabilities in [0, 1] (logs clamped at -100); weight broadcasts or is NULL. */
+nd_tensor *nd_binary_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weight, nd_reduction reduction);
+/* BCE on logits, stable for any magnitude; weight and pos_weight (per class) may be NULL. */
+nd_tensor *nd_binary_cross_entropy_with_logits(nd_tensor *input, nd_tensor *target, nd_tensor *weight,
+                                               nd_tensor *pos_weight, nd_reduction reduction);
+/* Zero elements with probability p and scale the rest by 1/(1-p) when training (seeded by
+ * nd_manual_seed); the input itself in eval mode. */
+nd_tensor *nd_dropout(nd_tensor *t, double p, bool training);
+/* Layer norm over the trailing dims equal to normalized_shape (n dims); weight/bias NULL or of
+ * that shape. */
+nd_tensor *nd_layer_norm(nd_tensor *x, int n, const int64_t *normalized_shape, nd_tensor *weight, nd_tensor *bias,
+                         double eps);
+/* RMS norm: x / sqrt(mean(x²) + eps) * weight over the trailing dims. */
+nd_tensor *nd_rms_norm(nd_tensor *x, int n, const int64_t *normalized_shape, nd_tensor *weight, double eps);
+/* Batch norm over [N, C, ...]: training uses batch statistics and updates running_mean/var in
+ * place (momentum, unbiased variance); eval uses them. Any of the four tensors may be NULL
+ * (the running pair only together, and only when training). */
+nd_tensor *nd_batch_norm(nd_tensor *x, nd_tensor *running_mean, nd_tensor *running_var, nd_tensor *weight,
+                         nd_tensor *bias, bool training, double momentum, double eps);
+/* Group norm over [N, C, ...] with C divisible by num_groups; weight/bias [C] or NULL. */
+nd_tensor *nd_group_norm(nd_tensor *x, int64_t num_groups, nd_tensor *weight, nd_tensor *bias, double eps);
+/* 2-d convolution, NCHW: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O] or NULL;
+ * stride, padding, dilation are {height, width} pairs. */
+nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t stride[2], const int64_t padding[2],
+                     const int64_t dilation[2], int64_t groups);
+/* 1-d convolution: x [N, C, L], w [O, C/groups, k]. */
+nd_tensor *nd_conv1d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, int64_t stride, int64_t padding, int64_t dilation,
+                     int64_t groups);
+/* Max pooling (stride NULL or 0 means the kernel size); *indices (if not NULL) receives the int64
+ * flat position of each maximum in its input plane. */
+nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
+                         nd_tensor **indices);
+/* Average pooling with padding counted as zeros (PyTorch's count_include_pad=True). */
+nd_tensor *nd_avg_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2]);
+/* Adaptive average pooling of [N, C, H, W] to [N, C, out_h, out_w]. */
+nd_tensor *nd_adaptive_avg_pool2d(nd_tensor *x, int64_t out_h, int64_t out_w);
+/* softmax(q kᵀ · scale + mask) v; attn_mask NULL, bool (true = may attend) or float (added);
+ * is_causal masks future positions; scale <= 0 means 1/sqrt(E). */
+nd_tensor *nd_scaled_dot_product_attention(nd_tensor *q, nd_tensor *k, nd_tensor *v, nd_tensor *attn_mask,
+                                           double dropout_p, bool is_causal, double scale);
+/* sqrt of the sum of squares of every element of n tensors (NULL entries skipped), into *norm. */
+nd_status nd_global_norm(int n, nd_tensor *const *tensors, double *norm);
+/* Scale the gradients of n parameters in place so their global norm is at most max_norm
+ * (PyTorch's clip_grad_norm_); *total_norm (if not NULL) receives the norm before clipping. */
+nd_status nd_clip_grad_norm(int n, nd_tensor *const *params, double max_norm, double *total_norm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -57,6 +57,13 @@ typedef enum nd_rowop {
     ND_ROW_COUNT_
 } nd_rowop;
 
+/* Sizes of a 2-d convolution or pooling window sweep. */
+typedef struct nd_conv_geometry {
+    int64_t n, c, h, w;          /* input: batch, channels, height, width */
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw; /* kernel, stride, padding, dilation */
+    int64_t oh, ow;              /* output height and width */
+} nd_conv_geometry;
+
 typedef struct nd_backend {
     const char *name;
     /* out = a op b; a and b of dtype `dtype`; out of dtype `dtype` (bool for comparisons). */
@@ -83,6 +90,14 @@ typedef struct nd_backend {
     /* For every position of it (operands: out, index [int64], src): out[index * dim_stride] += src,
      * in iteration order (deterministic). */
     void (*scatter_add)(nd_dtype dtype, const nd_iter *it, int64_t dim_stride);
+    /* Convolution geometry over dense NCHW planes: im2col turns x [planes, H, W] (planes = N*C)
+     * into columns [N, C*kh*kw, oh*ow] (zeros where the window meets padding); col2im adds the
+     * columns back (its transpose). g holds the sizes. */
+    void (*im2col)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *cols);
+    void (*col2im)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *cols, void *x);
+    /* Max pooling of dense planes: out [planes, oh, ow] and the int64 flat index (h*W + w) of the
+     * first maximum in each window (NaN counts as maximal); padding never wins. */
+    void (*max_pool2d)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
     /* C[b] = A[b] @ B[b] for b < batch; A is MxK, B is KxN, C is MxN; element strides per operand
      * as (batch, row, col). C must not overlap A or B. */
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,

@@ -67,6 +67,13 @@
     X(PAD, "ConstantPadNdBackward0", nd_bw_pad)             \
     X(TRIL, "TrilBackward0", nd_bw_triangle)                \
     X(TRIU, "TriuBackward0", nd_bw_triangle)                \
+    /* nn.c */                                              \
+    X(SOFTMAX, "SoftmaxBackward0", nd_bw_softmax)           \
+    X(LOG_SOFTMAX, "LogSoftmaxBackward0", nd_bw_softmax)    \
+    /* conv.c */                                            \
+    X(IM2COL, "Im2ColBackward0", nd_bw_im2col)              \
+    X(COL2IM, "Col2ImBackward0", nd_bw_col2im)              \
+    X(MAX_POOL2D, "MaxPool2DWithIndicesBackward0", nd_bw_max_pool2d) \
     /* matmul.c */                                          \
     X(MM, "MmBackward0", nd_bw_mm)                          \
     X(BMM, "BmmBackward0", nd_bw_mm)                        \

@@ -610,6 +610,10 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                  const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
                  const int64_t c_strides[3]);
 
+void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
+void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
+void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
+
 const nd_backend nd_cpu_backend = {
     .name = "cpu",
     .binary = cpu_binary,
@@ -620,6 +624,9 @@ const nd_backend nd_cpu_backend = {
     .rows = cpu_rows,
     .gather = cpu_gather,
     .scatter_add = cpu_scatter_add,
+    .im2col = nd_cpu_im2col,
+    .col2im = nd_cpu_col2im,
+    .max_pool2d = nd_cpu_max_pool2d,
     .gemm = nd_cpu_gemm,
 };
 

@@ -1,0 +1,506 @@
+/* Neural-network functions: softmax and log_softmax (stable, with their own backward rules),
+ * linear, the losses, dropout, scaled dot-product attention and gradient clipping helpers. */
+#include "ops/common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool wrap_dim(const char *name, int *dim, int ndim)
+{
+    int d = nd_wrap_dim(*dim, ndim);
+    if (d < 0) {
+        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
+                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
+        return false;
+    }
+    *dim = ndim ? d : 0;
+    return true;
+}
+
+static bool require_float(const char *name, const nd_tensor *t, const char *what)
+{
+    if (!nd_dtype_is_float(t->dtype)) {
+        nd_fail(ND_ERR_DTYPE, "%s: %s must be floating point, got %s", name, what, nd_dtype_name(t->dtype));
+        return false;
+    }
+    return true;
+}
+
+/* softmax along dim: e^(a - max) / Σ e^(a - max).  da = out (g - Σ g·out).  Saves out.
+ * log_softmax: a - max - ln Σ e^(a - max).      da = g - e^out Σ g.         Saves out. */
+static nd_tensor *softmax_impl(const char *name, nd_op op, nd_rowop row, nd_tensor *t, int dim)
+{
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!require_float(name, t, "the input") || !wrap_dim(name, &dim, t->ndim))
+        return NULL;
+    nd_tensor *out = nd_alloc(t->dtype, t->ndim, t->shape, false);
+    if (!out)
+        return NULL;
+    if (nd_numel(t) > 0)
+        nd_k_rows(row, out, NULL, t, dim);
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &t, &node);
+    if (node) {
+        node->iparams[0] = dim;
+        if (!nd_node_save(node, 0, out))
+            return NULL;
+    }
+    return out;
+}
+
+nd_tensor *nd_softmax(nd_tensor *t, int dim) { return softmax_impl("nd_softmax", ND_OP_SOFTMAX, ND_ROW_SOFTMAX, t, dim); }
+nd_tensor *nd_log_softmax(nd_tensor *t, int dim)
+{
+    return softmax_impl("nd_log_softmax", ND_OP_LOG_SOFTMAX, ND_ROW_LOG_SOFTMAX, t, dim);
+}
+
+nd_status nd_bw_softmax(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    int dim = (int)node->iparams[0];
+    const int64_t d[1] = {dim};
+    int nd = node->inputs[0]->ndim ? 1 : 0;
+    bool log_form = node->op == ND_OP_LOG_SOFTMAX;
+    nd_tensor *y = nd_is_grad_enabled() ? (log_form ? nd_log_softmax(node->inputs[0], dim) : nd_softmax(node->inputs[0], dim))
+                                        : node->saved[0];
+    if (log_form)
+        gi[0] = nd_sub(g, nd_mul(nd_exp(y), nd_sum_dims(g, nd, d, true)));
+    else
+        gi[0] = nd_mul(y, nd_sub(g, nd_sum_dims(nd_mul(g, y), nd, d, true)));
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* linear: x @ wᵀ + b, w [out, in], b [out] or NULL. */
+nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
+{
+    const char *name = "nd_linear";
+    nd_tensor *ins[2] = {x, weight};
+    if (!nd_check_inputs(name, 2, ins))
+        return NULL;
+    char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+    if (weight->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != weight->shape[1])
+        return nd_fail(ND_ERR_SHAPE, "%s: input %s and weight %s cannot be multiplied (the weight must be [out, in] "
+                       "with in equal to the input's last dim)", name, nd_shape_str(s1, sizeof s1, x->ndim, x->shape),
+                       nd_shape_str(s2, sizeof s2, weight->ndim, weight->shape));
+    if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
+        return nd_fail(ND_ERR_SHAPE, "%s: bias %s must be 1-d of the weight's output size %lld", name,
+                       nd_shape_str(s1, sizeof s1, bias->ndim, bias->shape), (long long)weight->shape[0]);
+    nd_composite_begin();
+    nd_tensor *y = nd_matmul(x, nd_t(weight));
+    return nd_composite_end(bias ? nd_add(y, bias) : y);
+}
+
+/* ------------------------------------------------------------------ losses */
+
+static nd_tensor *reduce_loss(const char *name, nd_tensor *losses, nd_reduction reduction)
+{
+    switch (reduction) {
+    case ND_REDUCTION_NONE: return losses;
+    case ND_REDUCTION_SUM: return nd_sum(losses);
+    case ND_REDUCTION_MEAN: return nd_mean(losses);
+    }
+    return nd_fail(ND_ERR_VALUE, "%s: unknown reduction %d", name, (int)reduction);
+}
+
+static bool check_reduction(const char *name, nd_reduction r)
+{
+    if (r != ND_REDUCTION_NONE && r != ND_REDUCTION_SUM && r != ND_REDUCTION_MEAN) {
+        nd_fail(ND_ERR_VALUE, "%s: unknown reduction %d", name, (int)r);
+        return false;
+    }
+    return true;
+}
+
+/* Input and target must broadcast; both floating point. */
+static bool check_pair(const char *name, const nd_tensor *input, const nd_tensor *target)
+{
+    int nd;
+    int64_t shape[ND_MAX_DIMS];
+    if (!require_float(name, input, "the input") || !require_float(name, target, "the target"))
+        return false;
+    if (!nd_broadcast_shapes(input->ndim, input->shape, target->ndim, target->shape, &nd, shape)) {
+        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+        nd_fail(ND_ERR_SHAPE, "%s: input %s and target %s cannot be broadcast together", name,
+                nd_shape_str(s1, sizeof s1, input->ndim, input->shape), nd_shape_str(s2, sizeof s2, target->ndim, target->shape));
+        return false;
+    }
+    return true;
+}
+
+nd_tensor *nd_mse_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction)
+{
+    const char *name = "nd_mse_loss";
+    nd_tensor *ins[2] = {input, target};
+    if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
+        return NULL;
+    nd_composite_begin();
+    return nd_composite_end(reduce_loss(name, nd_square(nd_sub(input, target)), reduction));
+}
+
+nd_tensor *nd_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction)
+{
+    const char *name = "nd_l1_loss";
+    nd_tensor *ins[2] = {input, target};
+    if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
+        return NULL;
+    nd_composite_begin();
+    return nd_composite_end(reduce_loss(name, nd_abs(nd_sub(input, target)), reduction));
+}
+
+/* smooth_l1: 0.5 d² / beta where |d| < beta, |d| - 0.5 beta elsewhere (beta 0: plain L1). */
+nd_tensor *nd_smooth_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction, double beta)
+{
+    const char *name = "nd_smooth_l1_loss";
+    nd_tensor *ins[2] = {input, target};
+    if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
+        return NULL;
+    if (!(beta >= 0))
+        return nd_fail(ND_ERR_VALUE, "%s: beta must be non-negative, got %g", name, beta);
+    nd_composite_begin();
+    nd_tensor *d = nd_sub(input, target);
+    nd_tensor *ad = nd_abs(d);
+    nd_tensor *losses = beta == 0 ? ad
+                                  : nd_where(nd_mask(ND_BIN_LT, ad, beta, ND_BOOL), nd_mul_scalar(nd_square(d), 0.5 / beta),
+                                             nd_sub_scalar(ad, 0.5 * beta));
+    return nd_composite_end(reduce_loss(name, losses, reduction));
+}
+
+/* binary_cross_entropy on probabilities: -w (y ln p + (1-y) ln(1-p)), logs clamped at -100 as
+ * PyTorch does, so p of exactly 0 or 1 stays finite. */
+nd_tensor *nd_binary_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weight, nd_reduction reduction)
+{
+    const char *name = "nd_binary_cross_entropy";
+    nd_tensor *ins[2] = {input, target};
+    if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
+        return NULL;
+    if (input->ndim != target->ndim || memcmp(input->shape, target->shape, sizeof(int64_t) * (size_t)input->ndim)) {
+        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+        return nd_fail(ND_ERR_SHAPE, "%s: using a target size %s that is different to the input size %s", name,
+                       nd_shape_str(s1, sizeof s1, target->ndim, target->shape),
+                       nd_shape_str(s2, sizeof s2, input->ndim, input->shape));
+    }
+    int64_t n = nd_numel(input);
+    for (int64_t i = 0; i < n; i++) {
+        double p = nd_load(nd_elem_ptr(input, i), input->dtype);
+        if (!(p >= 0 && p <= 1))
+            return nd_fail(ND_ERR_VALUE, "%s: all elements of input should be between 0 and 1 (element %lld is %g)", name,
+                           (long long)i, p);
+    }
+    nd_composite_begin();
+    nd_tensor *logp = nd_clamp(nd_log(input), -100.0, INFINITY);
+    nd_tensor *log1mp = nd_clamp(nd_log(nd_rsub_scalar(1.0, input)), -100.0, INFINITY);
+    nd_tensor *losses = nd_neg(nd_add(nd_mul(target, logp), nd_mul(nd_rsub_scalar(1.0, target), log1mp)));
+    if (weight)
+        losses = nd_mul(losses, weight);
+    return nd_composite_end(reduce_loss(name, losses, reduction));
+}
+
+/* binary_cross_entropy_with_logits: (1-y) x + (1 + (pw-1) y) softplus(-x), weighted. softplus
+ * is smooth and stable for any |x|, so the gradient is σ(x)-y style everywhere, even at x = 0. */
+nd_tensor *nd_binary_cross_entropy_with_logits(nd_tensor *input, nd_tensor *target, nd_tensor *weight,
+                                               nd_tensor *pos_weight, nd_reduction reduction)
+{
+    const char *name = "nd_binary_cross_entropy_with_logits";
+    nd_tensor *ins[2] = {input, target};
+    if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
+        return NULL;
+    if (input->ndim != target->ndim || memcmp(input->shape, target->shape, sizeof(int64_t) * (size_t)input->ndim)) {
+        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+        return nd_fail(ND_ERR_SHAPE, "%s: target size %s must be the same as input size %s", name,
+                       nd_shape_str(s1, sizeof s1, target->ndim, target->shape),
+                       nd_shape_str(s2, sizeof s2, input->ndim, input->shape));
+    }
+    nd_composite_begin();
+    nd_tensor *sp = nd_softplus(nd_neg(input), 1.0, 20.0);
+    nd_tensor *coef = pos_weight ? nd_add_scalar(nd_mul(nd_sub_scalar(pos_weight, 1.0), target), 1.0) : NULL;
+    nd_tensor *losses = nd_add(nd_mul(nd_rsub_scalar(1.0, target), input), coef ? nd_mul(coef, sp) : sp);
+    if (weight)
+        losses = nd_mul(losses, weight);
+    return nd_composite_end(reduce_loss(name, losses, reduction));
+}
+
+/* Moves the class dim (1) of [N, C, d...] last: [N, d..., C]; a [C] input stays as it is. */
+static nd_tensor *classes_last(nd_tensor *input)
+{
+    if (input->ndim <= 2)
+        return input;
+    int64_t perm[ND_MAX_DIMS];
+    int k = 0;
+    perm[k++] = 0;
+    for (int i = 2; i < input->ndim; i++)
+        perm[k++] = i;
+    perm[k++] = 1;
+    return nd_permute(input, input->ndim, perm);
+}
+
+/* Checks the target against [N, C, d...] / [C] input; out: class count. */
+static bool check_class_target(const char *name, const nd_tensor *input, const nd_tensor *target, int64_t ignore_index,
+                               int64_t *classes)
+{
+    char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+    if (target->dtype != ND_INT64) {
+        nd_fail(ND_ERR_DTYPE, "%s: expected an int64 class-index target, got %s", name, nd_dtype_name(target->dtype));
+        return false;
+    }
+    if (input->ndim < 1) {
+        nd_fail(ND_ERR_SHAPE, "%s: the input must have a class dim; got a 0-d tensor", name);
+        return false;
+    }
+    bool ok;
+    if (input->ndim == 1) {
+        ok = target->ndim == 0;
+        *classes = input->shape[0];
+    } else {
+        ok = target->ndim == input->ndim - 1 && target->shape[0] == input->shape[0];
+        for (int i = 2; ok && i < input->ndim; i++)
+            ok = target->shape[i - 1] == input->shape[i];
+        *classes = input->shape[1];
+    }
+    if (!ok) {
+        nd_fail(ND_ERR_SHAPE, "%s: expected a target of shape [N, d...] for an input [N, C, d...] (or 0-d for [C]); got "
+                "input %s and target %s", name, nd_shape_str(s1, sizeof s1, input->ndim, input->shape),
+                nd_shape_str(s2, sizeof s2, target->ndim, target->shape));
+        return false;
+    }
+    int64_t n = nd_numel(target);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = *(const int64_t *)nd_elem_ptr(target, i);
+        if (v != ignore_index && (v < 0 || v >= *classes)) {
+            nd_fail(ND_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes", name, (long long)v, (long long)*classes);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The pieces shared by nll_loss and cross_entropy: per-element weights w (0 at ignored targets,
+ * weight[target] or 1 elsewhere), and the picked log-probabilities. */
+typedef struct class_terms {
+    nd_tensor *logp_last; /* [.., C] */
+    nd_tensor *safe_target;
+    nd_tensor *w;         /* target-shaped weights */
+    nd_tensor *picked;    /* target-shaped log p[target] */
+} class_terms;
+
+static bool class_terms_make(nd_tensor *logp, nd_tensor *target, nd_tensor *weight, int64_t ignore_index, class_terms *ct)
+{
+    int64_t n = nd_numel(target);
+    nd_tensor *safe = nd_alloc(ND_INT64, target->ndim, target->shape, false);
+    nd_tensor *keep = safe ? nd_alloc(logp->dtype, target->ndim, target->shape, false) : NULL;
+    if (!keep) {
+        nd_unref(safe);
+        return false;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = *(const int64_t *)nd_elem_ptr(target, i);
+        ((int64_t *)safe->storage->data)[i] = v == ignore_index ? 0 : v;
+        nd_store((char *)keep->storage->data + i * (int64_t)nd_dtype_size(keep->dtype), keep->dtype,
+                 v == ignore_index ? 0.0 : 1.0);
+    }
+    nd_register(safe);
+    nd_register(keep);
+    ct->safe_target = safe;
+    ct->logp_last = classes_last(logp);
+    ct->picked = nd_squeeze_dim(nd_gather(ct->logp_last, -1, nd_unsqueeze(safe, -1)), -1);
+    ct->w = keep;
+    if (weight) {
+        int64_t flat = n;
+        nd_tensor *wsel = nd_index_select(nd_to(weight, logp->dtype), 0, nd_reshape(safe, 1, &flat));
+        ct->w = nd_mul(nd_reshape(wsel, target->ndim, target->shape), keep);
+    }
+    return ct->picked && ct->w;
+}
+
+static bool check_weight(const char *name, const nd_tensor *weight, int64_t classes)
+{
+    if (weight && (weight->ndim != 1 || weight->shape[0] != classes || !nd_dtype_is_float(weight->dtype))) {
+        char b[ND_SHAPE_BUF];
+        nd_fail(ND_ERR_SHAPE, "%s: weight must be a float tensor of shape [%lld], got %s %s", name, (long long)classes,
+                nd_dtype_name(weight->dtype), nd_shape_str(b, sizeof b, weight->ndim, weight->shape));
+        return false;
+    }
+    return true;
+}
+
+/* nll_loss on log-probabilities: -w[t] logp[t], mean divides by Σ w over non-ignored targets. */
+nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
+                       nd_reduction reduction)
+{
+    const char *name = "nd_nll_loss";
+    nd_tensor *ins[2] = {input, target};
+    int64_t classes;
+    if (!nd_check_inputs(name, 2, ins) || !require_float(name, input, "the input") ||
+        !check_class_target(name, input, target, ignore_index, &classes) || !check_weight(name, weight, classes) ||
+        !check_reduction(name, reduction))
+        return NULL;
+    nd_composite_begin();
+    class_terms ct;
+    if (!class_terms_make(input, target, weight, ignore_index, &ct))
+        return nd_composite_end(NULL);
+    nd_tensor *losses = nd_neg(nd_mul(ct.picked, ct.w));
+    nd_tensor *out = reduction == ND_REDUCTION_NONE ? losses
+                   : reduction == ND_REDUCTION_SUM  ? nd_sum(losses)
+                                                    : nd_div(nd_sum(losses), nd_sum(ct.w));
+    return nd_composite_end(out);
+}
+
+/* cross_entropy from logits with class-index targets: log_softmax over the class dim, then
+ * (1 - ε) nll + ε/C · smooth, smooth = -Σ_c w_c logp_c at non-ignored positions, reduced like
+ * the nll part (PyTorch's label_smoothing). */
+nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
+                            nd_reduction reduction, double label_smoothing)
+{
+    const char *name = "nd_cross_entropy";
+    nd_tensor *ins[2] = {input, target};
+    int64_t classes;
+    if (!nd_check_inputs(name, 2, ins) || !require_float(name, input, "the input") ||
+        !check_class_target(name, input, target, ignore_index, &classes) || !check_weight(name, weight, classes) ||
+        !check_reduction(name, reduction))
+        return NULL;
+    if (!(label_smoothing >= 0 && label_smoothing <= 1))
+        return nd_fail(ND_ERR_VALUE, "%s: label_smoothing must be between 0.0 and 1.0, got %g", name, label_smoothing);
+    nd_composite_begin();
+    nd_tensor *logp = nd_log_softmax(input, input->ndim == 1 ? 0 : 1);
+    class_terms ct;
+    if (!logp || !class_terms_make(logp, target, weight, ignore_index, &ct))
+        return nd_composite_end(NULL);
+    nd_tensor *nll = nd_neg(nd_mul(ct.picked, ct.w));
+    nd_tensor *denominator = reduction == ND_REDUCTION_MEAN ? nd_sum(ct.w) : NULL;
+    nd_tensor *out;
+    if (label_smoothing > 0) {
+        nd_tensor *lp = ct.logp_last;
+        if (weight)
+            lp = nd_mul(lp, nd_to(weight, lp->dtype));
+        nd_tensor *keep = nd_mask(ND_BIN_NE, nd_to(target, lp->dtype), (double)ignore_index, lp->dtype);
+        nd_tensor *smooth = nd_mul(nd_neg(nd_sum_dims(lp, 1, (const int64_t[]){-1}, false)), keep);
+        nd_tensor *mix = nd_add(nd_mul_scalar(nll, 1.0 - label_smoothing), nd_mul_scalar(smooth, label_smoothing / (double)classes));
+        out = reduction == ND_REDUCTION_NONE ? mix : reduction == ND_REDUCTION_SUM ? nd_sum(mix) : nd_div(nd_sum(mix), denominator);
+    } else {
+        out = reduction == ND_REDUCTION_NONE ? nll : reduction == ND_REDUCTION_SUM ? nd_sum(nll) : nd_div(nd_sum(nll), denominator);
+    }
+    return nd_composite_end(out);
+}
+
+/* dropout: zero each element with probability p, scale the rest by 1/(1-p); identity in eval
+ * mode. The mask comes from the calling thread's seeded generator. */
+nd_tensor *nd_dropout(nd_tensor *t, double p, bool training)
+{
+    const char *name = "nd_dropout";
+    if (!t)
+        return nd_fail_null(name, 0);
+    if (!(p >= 0 && p <= 1))
+        return nd_fail(ND_ERR_VALUE, "%s: dropout probability has to be between 0 and 1, but got %g", name, p);
+    if (!require_float(name, t, "the input"))
+        return NULL;
+    if (!training || p == 0)
+        return nd_return_same(t);
+    nd_tensor *mask = nd_alloc(t->dtype, t->ndim, t->shape, false);
+    if (!mask)
+        return NULL;
+    int64_t n = nd_numel(mask);
+    double scale = p == 1 ? 0.0 : 1.0 / (1.0 - p);
+    for (int64_t i = 0; i < n; i++)
+        nd_store((char *)mask->storage->data + i * (int64_t)nd_dtype_size(t->dtype), t->dtype,
+                 nd_rng_uniform() >= p ? scale : 0.0);
+    nd_composite_begin();
+    nd_tensor *out = nd_mul(t, nd_register(mask));
+    return nd_composite_end(out);
+}
+
+/* Scaled dot-product attention: softmax(q kᵀ · scale + mask) v over the last two dims.
+ * attn_mask: bool (true = may attend) or float (added), broadcast to [.., L, S]; is_causal masks
+ * the upper triangle; scale <= 0 means 1/√E. */
+nd_tensor *nd_scaled_dot_product_attention(nd_tensor *q, nd_tensor *k, nd_tensor *v, nd_tensor *attn_mask,
+                                           double dropout_p, bool is_causal, double scale)
+{
+    const char *name = "nd_scaled_dot_product_attention";
+    nd_tensor *ins[3] = {q, k, v};
+    if (!nd_check_inputs(name, 3, ins))
+        return NULL;
+    char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF], s3[ND_SHAPE_BUF];
+    if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2 || q->shape[q->ndim - 1] != k->shape[k->ndim - 1] ||
+        k->shape[k->ndim - 2] != v->shape[v->ndim - 2])
+        return nd_fail(ND_ERR_SHAPE, "%s: expected q [.., L, E], k [.., S, E], v [.., S, Ev]; got %s, %s, %s", name,
+                       nd_shape_str(s1, sizeof s1, q->ndim, q->shape), nd_shape_str(s2, sizeof s2, k->ndim, k->shape),
+                       nd_shape_str(s3, sizeof s3, v->ndim, v->shape));
+    if (is_causal && attn_mask)
+        return nd_fail(ND_ERR_VALUE, "%s: pass either attn_mask or is_causal, not both", name);
+    if (!(dropout_p >= 0 && dropout_p <= 1))
+        return nd_fail(ND_ERR_VALUE, "%s: dropout_p must be in [0, 1], got %g", name, dropout_p);
+    int64_t L = q->shape[q->ndim - 2], S = k->shape[k->ndim - 2], E = q->shape[q->ndim - 1];
+    double sc = scale > 0 ? scale : 1.0 / sqrt((double)E);
+    nd_composite_begin();
+    nd_tensor *scores = nd_mul_scalar(nd_matmul(q, nd_transpose(k, -2, -1)), sc);
+    nd_tensor *blocked = NULL;
+    if (is_causal) {
+        int64_t shape[2] = {L, S};
+        blocked = nd_gt(nd_triu(nd_ones(ND_FLOAT32, 2, shape), 1), nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32)));
+    } else if (attn_mask && attn_mask->dtype == ND_BOOL) {
+        blocked = nd_eq(attn_mask, nd_register(nd_k_wrapped_scalar(0.0, ND_BOOL)));
+    } else if (attn_mask) {
+        scores = nd_add(scores, attn_mask);
+    }
+    if (blocked)
+        scores = nd_masked_fill(scores, blocked, -INFINITY);
+    nd_tensor *attn = nd_softmax(scores, -1);
+    if (dropout_p > 0)
+        attn = nd_dropout(attn, dropout_p, true);
+    return nd_composite_end(nd_matmul(attn, v));
+}
+
+/* ------------------------------------------------------------------ gradient clipping */
+
+nd_status nd_global_norm(int n, nd_tensor *const *tensors, double *norm)
+{
+    const char *name = "nd_global_norm";
+    if (n < 0 || (n > 0 && !tensors) || !norm)
+        return nd_fail_status(ND_ERR_NULL, "%s: needs a tensor list and an output pointer", name);
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        const nd_tensor *t = tensors[i];
+        if (!t)
+            continue; /* parameters without a gradient simply do not count */
+        int64_t m = nd_numel(t);
+        for (int64_t j = 0; j < m; j++) {
+            double v = nd_load(nd_elem_ptr(t, j), t->dtype);
+            total += v * v;
+        }
+    }
+    *norm = sqrt(total);
+    return ND_OK;
+}
+
+nd_status nd_clip_grad_norm(int n, nd_tensor *const *params, double max_norm, double *total_norm)
+{
+    const char *name = "nd_clip_grad_norm";
+    if (n < 0 || (n > 0 && !params))
+        return nd_fail_status(ND_ERR_NULL, "%s: needs a parameter list", name);
+    if (!(max_norm > 0))
+        return nd_fail_status(ND_ERR_VALUE, "%s: max_norm must be positive, got %g", name, max_norm);
+    nd_tensor *stack_grads[32];
+    nd_tensor **grads = n <= 32 ? stack_grads : calloc((size_t)n, sizeof *grads);
+    if (!grads)
+        return nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", name);
+    for (int i = 0; i < n; i++)
+        grads[i] = params[i] ? params[i]->grad : NULL;
+    double total;
+    nd_status st = nd_global_norm(n, grads, &total);
+    if (st == ND_OK && total_norm)
+        *total_norm = total;
+    double coef = max_norm / (total + 1e-6);
+    for (int i = 0; st == ND_OK && coef < 1 && i < n; i++) {
+        nd_tensor *g = grads[i];
+        if (!g)
+            continue;
+        int64_t m = nd_numel(g);
+        for (int64_t j = 0; j < m; j++) {
+            char *p = nd_elem_ptr(g, j);
+            nd_store(p, g->dtype, nd_load(p, g->dtype) * coef);
+        }
+        nd_bump_version(g);
+    }
+    if (grads != stack_grads)
+        free(grads);
+    return st;
+}
