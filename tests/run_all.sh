@@ -22,22 +22,31 @@ for src in tests/test_*.c; do
     echo "$name: $line"
     passed=$((passed + p)); failed=$((failed + f))
 done
-# The PyTorch oracle: Debian's python3-torch through /usr/bin/python3.
-if [ -n "${ND_SKIP_ORACLE:-}" ]; then
-    echo "oracle: skipped (ND_SKIP_ORACLE is set: this run is the sanitizer build)"; skipped=$((skipped + 1))
-elif [ -f tests/oracle/oracle.py ]; then
-    out=$(/usr/bin/python3 tests/oracle/oracle.py "$build/libndgrad.so" 2>&1); rc=$?
-    printf '%s\n' "$out" | tail -n 30
-    line=$(printf '%s\n' "$out" | grep -E '^oracle: ' | tail -n 1)
+# The PyTorch comparisons (Debian's python3-torch through /usr/bin/python3): each prints a last
+# line "<label>: N cases, M failed", or "<label>: skipped ..." when PyTorch is missing.
+run_python_suite() {
+    local label=$1 script=$2
+    if [ -n "${ND_SKIP_ORACLE:-}" ]; then
+        echo "$label: skipped (ND_SKIP_ORACLE is set: this run is the sanitizer build)"; skipped=$((skipped + 1)); return
+    fi
+    [ -f "$script" ] || return
+    local out rc line cases bad
+    out=$(/usr/bin/python3 "$script" "$build/libndgrad.so" 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E "^$label: " | tail -n 1)
     if echo "$line" | grep -q skipped; then
-        skipped=$((skipped + 1))
-    elif [ -z "$line" ] || [ $rc -ne 0 ]; then
-        failed=$((failed + 1))
+        echo "$line"; skipped=$((skipped + 1))
+    elif [ -z "$line" ] || ! echo "$line" | grep -qE 'cases, [0-9]+ failed'; then
+        printf '%s\n' "$out" | tail -n 30; echo "CRASHED: $script (exit $rc)"; failed=$((failed + 1))
     else
-        cases=$(echo "$line" | sed -E 's/^oracle: ([0-9]+) cases.*/\1/'); bad=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+        cases=$(echo "$line" | sed -E "s/^$label: ([0-9]+) cases.*/\1/"); bad=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+        [ "$bad" -gt 0 ] && printf '%s\n' "$out" | grep -v "^$label: " | tail -n 40
+        [ $rc -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+        echo "$line"
         passed=$((passed + cases - bad)); failed=$((failed + bad))
     fi
-fi
+}
+run_python_suite oracle tests/oracle/oracle.py
+run_python_suite blocks tests/blocks/blocks.py
 # The seed example must print PyTorch's values.
 if [ -x "$build/examples/seed" ]; then
     if "$build/examples/seed" | diff -q - tests/seed.expected >/dev/null; then passed=$((passed + 1));
