@@ -10,7 +10,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_C
 LIBS = -lm -lpthread
 BUILD ?= build
 
-LIB_SRC = $(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c)
+LIB_SRC = $(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c src/nn/*.c src/optim/*.c src/io/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 

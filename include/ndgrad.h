@@ -469,6 +469,96 @@ nd_status nd_global_norm(int n, nd_tensor *const *tensors, double *norm);
  * (PyTorch's clip_grad_norm_); *total_norm (if not NULL) receives the norm before clipping. */
 nd_status nd_clip_grad_norm(int n, nd_tensor *const *params, double max_norm, double *total_norm);
 
+/* ---------------------------------------------------------------- parameter lists ------- */
+/* A named list of tensors ("fc1.weight" -> tensor), holding one reference to each. */
+typedef struct nd_param_list nd_param_list;
+
+nd_param_list *nd_params_new(void);
+void nd_params_free(nd_param_list *list);                         /* drops the references */
+/* Append (name, t); names must be unique. The list takes its own reference. */
+nd_status nd_params_add(nd_param_list *list, const char *name, nd_tensor *t);
+int nd_params_count(const nd_param_list *list);
+const char *nd_params_name(const nd_param_list *list, int i);
+nd_tensor *nd_params_get(const nd_param_list *list, int i);       /* borrowed */
+nd_tensor *nd_params_find(const nd_param_list *list, const char *name); /* borrowed, or NULL */
+nd_tensor *const *nd_params_tensors(const nd_param_list *list);   /* the tensors as an array */
+int64_t nd_params_numel(const nd_param_list *list);              /* total elements */
+nd_status nd_params_zero_grad(nd_param_list *list);               /* nd_zero_grad on each */
+
+/* ---------------------------------------------------------------- initialisers ---------- */
+/* In-place fills from the calling thread's generator (like torch.nn.init; no autograd). */
+nd_status nd_init_uniform(nd_tensor *t, double lo, double hi);
+nd_status nd_init_normal(nd_tensor *t, double mean, double std);
+nd_status nd_init_xavier_uniform(nd_tensor *t, double gain);
+nd_status nd_init_xavier_normal(nd_tensor *t, double gain);
+/* He init for a leaky-ReLU slope a (0 for ReLU), by fan_in (default) or fan_out. */
+nd_status nd_init_kaiming_uniform(nd_tensor *t, double a, bool fan_out_mode);
+nd_status nd_init_kaiming_normal(nd_tensor *t, double a, bool fan_out_mode);
+
+/* ---------------------------------------------------------------- modules --------------- */
+/* Layers that own their parameters, initialised as PyTorch's defaults (Linear and Conv2d:
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias; Embedding: N(0, 1); norms: 1 and 0).
+ * A container runs its children in order and names their parameters "child.weight". */
+typedef struct nd_module nd_module;
+
+nd_module *nd_linear_module(int64_t in_features, int64_t out_features, bool bias, nd_dtype dtype);
+/* Square kernel; stride, padding and groups as in nn.Conv2d. */
+nd_module *nd_conv2d_module(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
+                            int64_t padding, int64_t groups, bool bias, nd_dtype dtype);
+nd_module *nd_embedding_module(int64_t num_embeddings, int64_t dim, nd_dtype dtype);
+nd_module *nd_layer_norm_module(int64_t dim, double eps, bool affine, nd_dtype dtype);
+/* BatchNorm2d with running statistics (buffers running_mean, running_var, num_batches_tracked). */
+nd_module *nd_batch_norm2d_module(int64_t channels, double eps, double momentum, nd_dtype dtype);
+nd_module *nd_dropout_module(double p);
+nd_module *nd_relu_module(void);
+nd_module *nd_gelu_module(bool tanh_approximation);
+nd_module *nd_tanh_module(void);
+nd_module *nd_flatten_module(int start_dim, int end_dim);
+nd_module *nd_max_pool2d_module(int64_t kernel, int64_t stride);  /* stride 0: the kernel size */
+/* An empty container; nd_module_add appends a child it then owns (name NULL: "0", "1", ...). */
+nd_module *nd_sequential_module(void);
+nd_status nd_module_add(nd_module *container, const char *name, nd_module *child);
+nd_module *nd_module_child(const nd_module *m, const char *name);  /* borrowed, or NULL */
+nd_tensor *nd_module_weight(const nd_module *m);                   /* borrowed, or NULL */
+nd_tensor *nd_module_bias(const nd_module *m);
+/* Run the module (a container runs its children in order). */
+nd_tensor *nd_forward(nd_module *m, nd_tensor *x);
+/* Training or evaluation mode (dropout, batch norm), applied to all children. */
+nd_status nd_module_train(nd_module *m, bool training);
+bool nd_module_is_training(const nd_module *m);
+/* Append the trainable parameters (state: also the buffers) with dotted names under prefix. */
+nd_status nd_module_parameters(const nd_module *m, const char *prefix, nd_param_list *out);
+nd_status nd_module_state(const nd_module *m, const char *prefix, nd_param_list *out);
+nd_status nd_module_zero_grad(nd_module *m);
+void nd_module_free(nd_module *m);                                  /* frees children too */
+
+/* ---------------------------------------------------------------- optimizers ------------ */
+/* torch.optim's update rules; parameters without a gradient are skipped, as in PyTorch. */
+typedef struct nd_optimizer nd_optimizer;
+
+nd_optimizer *nd_sgd_new(int n, nd_tensor *const *params, double lr, double momentum, double dampening,
+                         double weight_decay, bool nesterov);
+nd_optimizer *nd_adam_new(int n, nd_tensor *const *params, double lr, double beta1, double beta2, double eps,
+                          double weight_decay);
+/* Adam with decoupled weight decay (p *= 1 - lr * weight_decay before the Adam step). */
+nd_optimizer *nd_adamw_new(int n, nd_tensor *const *params, double lr, double beta1, double beta2, double eps,
+                           double weight_decay);
+nd_optimizer *nd_rmsprop_new(int n, nd_tensor *const *params, double lr, double alpha, double eps, double weight_decay,
+                             double momentum, bool centered);
+nd_status nd_optimizer_step(nd_optimizer *o);
+nd_status nd_optimizer_zero_grad(nd_optimizer *o);
+double nd_optimizer_lr(const nd_optimizer *o);
+nd_status nd_optimizer_set_lr(nd_optimizer *o, double lr);
+/* Append the optimizer's state tensors (moments, step counts) under prefix, for checkpoints. */
+nd_status nd_optimizer_state(const nd_optimizer *o, const char *prefix, nd_param_list *out);
+void nd_optimizer_free(nd_optimizer *o);
+
+/* Learning-rate schedules, as functions of the step (0-based): StepLR, CosineAnnealingLR, and
+ * a linear warmup over warmup_steps followed by cosine decay to min_lr at total_steps. */
+double nd_lr_step(double base_lr, int64_t step, int64_t step_size, double gamma);
+double nd_lr_cosine(double base_lr, int64_t step, int64_t total_steps, double min_lr);
+double nd_lr_warmup_cosine(double base_lr, int64_t step, int64_t warmup_steps, int64_t total_steps, double min_lr);
+
 #ifdef __cplusplus
 }
 #endif

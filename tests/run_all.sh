@@ -47,6 +47,7 @@ run_python_suite() {
 }
 run_python_suite oracle tests/oracle/oracle.py
 run_python_suite blocks tests/blocks/blocks.py
+run_python_suite training tests/training/training.py
 # The seed example must print PyTorch's values.
 if [ -x "$build/examples/seed" ]; then
     if "$build/examples/seed" | diff -q - tests/seed.expected >/dev/null; then passed=$((passed + 1));
