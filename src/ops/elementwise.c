@@ -250,8 +250,9 @@ nd_status nd_bw_where(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return ND_OK;
 }
 
-/* maximum / minimum: elementwise, NaN-propagating.  Ties split the gradient evenly, as PyTorch:
- * da = g ((a > b) + ½ (a == b)) for maximum (a < b for minimum), db likewise. */
+/* maximum / minimum: elementwise, NaN-propagating.  As PyTorch: a tie splits the gradient, the
+ * losing side gets none, and a NaN comparison (neither wins) passes it to both:
+ * da = g (1 - [a loses] - ½ [a == b]), db likewise. */
 nd_tensor *nd_maximum(nd_tensor *a, nd_tensor *b) { return nd_binary_op("nd_maximum", ND_OP_MAXIMUM, ND_BIN_MAXIMUM, a, b); }
 nd_tensor *nd_minimum(nd_tensor *a, nd_tensor *b) { return nd_binary_op("nd_minimum", ND_OP_MINIMUM, ND_BIN_MINIMUM, a, b); }
 
@@ -262,19 +263,22 @@ nd_status nd_bw_maximum(nd_node *node, nd_tensor *g, nd_tensor **gi)
     nd_binop loses = node->op == ND_OP_MAXIMUM ? ND_BIN_LT : ND_BIN_GT;
     nd_tensor *tie = nd_mul_scalar(nd_to(nd_compare("nd_maximum backward", ND_BIN_EQ, a, b), g->dtype), 0.5);
     if (WANT(0)) {
-        nd_tensor *w = nd_add(nd_to(nd_compare("nd_maximum backward", wins, a, b), g->dtype), tie);
+        nd_tensor *lost = nd_to(nd_compare("nd_maximum backward", loses, a, b), g->dtype);
+        nd_tensor *w = nd_sub(nd_rsub_scalar(1.0, lost), tie);
         if (!(gi[0] = nd_reduce_grad(nd_mul(g, w), a)))
             return nd_last_status();
     }
     if (WANT(1)) {
-        nd_tensor *w = nd_add(nd_to(nd_compare("nd_maximum backward", loses, a, b), g->dtype), tie);
+        nd_tensor *lost = nd_to(nd_compare("nd_maximum backward", wins, a, b), g->dtype);
+        nd_tensor *w = nd_sub(nd_rsub_scalar(1.0, lost), tie);
         if (!(gi[1] = nd_reduce_grad(nd_mul(g, w), b)))
             return nd_last_status();
     }
     return ND_OK;
 }
 
-/* masked_fill: value where mask (bool, broadcast to t's shape) is true, t elsewhere. */
+/* masked_fill: value where mask (bool, broadcast to t's shape) is true, t elsewhere.
+ * da = g with the masked positions zeroed. */
 nd_tensor *nd_masked_fill(nd_tensor *t, nd_tensor *mask, double value)
 {
     const char *name = "nd_masked_fill";
@@ -292,12 +296,29 @@ nd_tensor *nd_masked_fill(nd_tensor *t, nd_tensor *mask, double value)
                        nd_shape_str(s1, sizeof s1, mask->ndim, mask->shape), nd_shape_str(s2, sizeof s2, t->ndim, t->shape));
     }
     nd_tensor *v = nd_k_full(t->dtype, 0, NULL, value);
-    if (!v)
+    nd_tensor *out = v ? nd_alloc(t->dtype, t->ndim, t->shape, false) : NULL;
+    if (out) {
+        int64_t sm[ND_MAX_DIMS], sv[ND_MAX_DIMS] = {0};
+        nd_broadcast_strides(mask, t->ndim, t->shape, sm);
+        char *ptrs[4] = {nd_data_ptr(out), nd_data_ptr(mask), nd_data_ptr(v), nd_data_ptr(t)};
+        const int64_t *strides[4] = {out->strides, sm, sv, t->strides};
+        size_t es = nd_dtype_size(t->dtype);
+        size_t sizes[4] = {es, 1, es, es};
+        nd_iter it;
+        nd_iter_init(&it, t->ndim, t->shape, 4, ptrs, strides, sizes);
+        nd_backend_get()->where(t->dtype, &it);
+    }
+    nd_unref(v);
+    if (!out)
         return NULL;
-    v->wrapped_number = true;
-    nd_composite_begin();
-    nd_tensor *out = nd_where(mask, nd_register(v), t);
-    return nd_composite_end(out);
+    return nd_finish(out, ND_OP_MASKED_FILL, 2, ins, NULL);
+}
+
+nd_status nd_bw_masked_fill(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
+    gi[0] = zero ? nd_where(IN(1), zero, g) : NULL;
+    return gi[0] ? ND_OK : nd_last_status();
 }
 
 /* Comparisons: bool results, no gradient. */

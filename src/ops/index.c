@@ -266,7 +266,7 @@ nd_status nd_bw_index_add(nd_node *node, nd_tensor *g, nd_tensor **gi)
 }
 
 /* embedding: rows of weight [V, D] picked by int64 indices of any shape -> indices.shape + [D].
- * The gradient accumulates into repeated rows (through index_select's backward). */
+ * dweight = index_add(zeros, 0, indices, g rows): repeated indices accumulate. */
 nd_tensor *nd_embedding(nd_tensor *weight, nd_tensor *indices)
 {
     const char *name = "nd_embedding";
@@ -285,11 +285,42 @@ nd_tensor *nd_embedding(nd_tensor *weight, nd_tensor *indices)
     int64_t shape[ND_MAX_DIMS];
     for (int i = 0; i < indices->ndim; i++)
         shape[i] = indices->shape[i];
-    shape[indices->ndim] = weight->shape[1];
-    int64_t n = nd_numel(indices);
-    nd_composite_begin();
-    nd_tensor *rows = nd_index_select(weight, 0, nd_reshape(indices, 1, &n));
-    return nd_composite_end(nd_view(rows, indices->ndim + 1, shape));
+    int64_t D = weight->shape[1], n = nd_numel(indices);
+    shape[indices->ndim] = D;
+    nd_tensor *out = nd_alloc(weight->dtype, indices->ndim + 1, shape, false);
+    nd_tensor *flat_idx = out ? nd_alias(indices, 1, &n, (const int64_t[]){0}, indices->offset) : NULL;
+    nd_tensor *idx = flat_idx && !nd_is_contiguous(indices) ? nd_k_copy(indices, ND_INT64) : NULL;
+    if (!flat_idx || (!nd_is_contiguous(indices) && !idx)) {
+        nd_unref(out);
+        nd_unref(flat_idx);
+        return NULL;
+    }
+    nd_unref(flat_idx);
+    const nd_tensor *src_idx = idx ? idx : indices;
+    int64_t rows[2] = {n, D};
+    nd_tensor *out2 = nd_alias(out, 2, rows, (const int64_t[]){D, 1}, 0);
+    int64_t is[2] = {1, 0};
+    nd_tensor *idx_view = out2 ? nd_alias(src_idx, 1, &n, (const int64_t[]){1}, src_idx->offset) : NULL;
+    if (idx_view)
+        run_gather(out2, weight, 0, idx_view, is);
+    bool ok = idx_view != NULL;
+    nd_unref(idx_view);
+    nd_unref(out2);
+    nd_unref(idx);
+    if (!ok) {
+        nd_unref(out);
+        return NULL;
+    }
+    return nd_finish(out, ND_OP_EMBEDDING, 2, ins, NULL);
+}
+
+nd_status nd_bw_embedding(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *weight = node->inputs[0], *indices = node->inputs[1];
+    int64_t n = nd_numel(indices), rows[2] = {n, weight->shape[1]};
+    nd_tensor *zeros = nd_register(nd_k_full(g->dtype, 2, weight->shape, 0.0));
+    gi[0] = zeros ? nd_index_add(zeros, 0, nd_reshape(indices, 1, &n), nd_reshape(g, 2, rows)) : NULL;
+    return gi[0] ? ND_OK : nd_last_status();
 }
 
 /* one_hot: int64 [.., C] with a 1 at each index (num_classes < 0: max index + 1). */
@@ -367,7 +398,7 @@ nd_tensor *nd_index(nd_tensor *t, int n, const nd_index_spec *specs)
             r = nd_fail(ND_ERR_VALUE, "%s: unknown index kind %d at position %d", name, (int)specs[i].kind, i);
         }
     }
-    if (r == t)
-        r = nd_alias(t, t->ndim, t->shape, t->strides, t->offset) ? nd_view(t, t->ndim, t->shape) : NULL;
+    if (r == t) /* no specs: a plain view, as t[...] in PyTorch */
+        r = nd_view(t, t->ndim, t->shape);
     return nd_composite_end(r);
 }

@@ -166,8 +166,42 @@ nd_tensor *nd_smooth_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction r
     return nd_composite_end(reduce_loss(name, losses, reduction));
 }
 
-/* binary_cross_entropy on probabilities: -w (y ln p + (1-y) ln(1-p)), logs clamped at -100 as
- * PyTorch does, so p of exactly 0 or 1 stays finite. */
+/* binary_cross_entropy on probabilities: -w (y ln p + (1-y) ln(1-p)) elementwise, logs clamped at
+ * -100 as PyTorch does.  dp = g w (p - y) / max(p (1-p), 1e-12);  dy = g w (ln(1-p) - ln p)
+ * (PyTorch's formulas, finite at p = 0 and 1).  Inputs: p, y, weight (or NULL). */
+static nd_tensor *clamped_log(nd_tensor *x) { return nd_clamp(nd_log(x), -100.0, INFINITY); }
+
+static nd_tensor *bce_elementwise(nd_tensor *p, nd_tensor *y, nd_tensor *w)
+{
+    nd_tensor *ins[3] = {p, y, w};
+    nd_scope_begin();
+    bool was = nd_set_grad_enabled(false);
+    nd_tensor *losses = nd_neg(nd_add(nd_mul(y, clamped_log(p)), nd_mul(nd_rsub_scalar(1.0, y), clamped_log(nd_rsub_scalar(1.0, p)))));
+    if (w)
+        losses = nd_mul(losses, w);
+    nd_tensor *out = losses ? nd_k_copy(losses, losses->dtype) : NULL;
+    nd_set_grad_enabled(was);
+    nd_scope_end();
+    return out ? nd_finish(out, ND_OP_BCE, 3, ins, NULL) : NULL;
+}
+
+nd_status nd_bw_bce(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *p = node->inputs[0], *y = node->inputs[1], *w = node->inputs[2];
+    nd_tensor *gw = w ? nd_mul(g, w) : g;
+    if (p->requires_grad) {
+        nd_tensor *denom = nd_clamp(nd_mul(p, nd_rsub_scalar(1.0, p)), 1e-12, INFINITY);
+        if (!(gi[0] = nd_reduce_grad(nd_div(nd_mul(gw, nd_sub(p, y)), denom), p)))
+            return nd_last_status();
+    }
+    if (y->requires_grad &&
+        !(gi[1] = nd_reduce_grad(nd_mul(gw, nd_sub(clamped_log(nd_rsub_scalar(1.0, p)), clamped_log(p))), y)))
+        return nd_last_status();
+    if (w && w->requires_grad && !(gi[2] = nd_reduce_grad(nd_mul(g, bce_elementwise(p, y, NULL)), w)))
+        return nd_last_status();
+    return ND_OK;
+}
+
 nd_tensor *nd_binary_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weight, nd_reduction reduction)
 {
     const char *name = "nd_binary_cross_entropy";
@@ -187,13 +221,19 @@ nd_tensor *nd_binary_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tenso
             return nd_fail(ND_ERR_VALUE, "%s: all elements of input should be between 0 and 1 (element %lld is %g)", name,
                            (long long)i, p);
     }
+    if (weight) {
+        int nd;
+        int64_t shape[ND_MAX_DIMS];
+        if (!nd_broadcast_shapes(input->ndim, input->shape, weight->ndim, weight->shape, &nd, shape) || nd != input->ndim ||
+            memcmp(shape, input->shape, sizeof(int64_t) * (size_t)nd) != 0) {
+            char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+            return nd_fail(ND_ERR_SHAPE, "%s: weight %s does not broadcast to the input's shape %s", name,
+                           nd_shape_str(s1, sizeof s1, weight->ndim, weight->shape),
+                           nd_shape_str(s2, sizeof s2, input->ndim, input->shape));
+        }
+    }
     nd_composite_begin();
-    nd_tensor *logp = nd_clamp(nd_log(input), -100.0, INFINITY);
-    nd_tensor *log1mp = nd_clamp(nd_log(nd_rsub_scalar(1.0, input)), -100.0, INFINITY);
-    nd_tensor *losses = nd_neg(nd_add(nd_mul(target, logp), nd_mul(nd_rsub_scalar(1.0, target), log1mp)));
-    if (weight)
-        losses = nd_mul(losses, weight);
-    return nd_composite_end(reduce_loss(name, losses, reduction));
+    return nd_composite_end(reduce_loss(name, bce_elementwise(input, target, weight), reduction));
 }
 
 /* binary_cross_entropy_with_logits: (1-y) x + (1 + (pw-1) y) softplus(-x), weighted. softplus
@@ -323,6 +363,20 @@ static bool check_weight(const char *name, const nd_tensor *weight, int64_t clas
     return true;
 }
 
+/* The mean reduction of per-element losses by their total weight. When every target is ignored
+ * the loss is NaN (0/0, as PyTorch) but the gradient is 0: the weights are normalised by a total
+ * that is never 0, and the NaN is added as a constant. */
+static nd_tensor *weighted_mean(nd_tensor *weighted_losses_unnormalised, nd_tensor *w)
+{
+    nd_tensor *total = nd_sum(w);
+    if (!total)
+        return NULL;
+    bool empty = nd_item(total) == 0;
+    nd_tensor *safe_total = empty ? nd_add_scalar(total, 1.0) : total;
+    nd_tensor *mean = nd_div(nd_sum(weighted_losses_unnormalised), safe_total);
+    return empty ? nd_add_scalar(mean, NAN) : mean;
+}
+
 /* nll_loss on log-probabilities: -w[t] logp[t], mean divides by Σ w over non-ignored targets. */
 nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
                        nd_reduction reduction)
@@ -341,7 +395,7 @@ nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, i
     nd_tensor *losses = nd_neg(nd_mul(ct.picked, ct.w));
     nd_tensor *out = reduction == ND_REDUCTION_NONE ? losses
                    : reduction == ND_REDUCTION_SUM  ? nd_sum(losses)
-                                                    : nd_div(nd_sum(losses), nd_sum(ct.w));
+                                                    : weighted_mean(losses, ct.w);
     return nd_composite_end(out);
 }
 
@@ -366,7 +420,6 @@ nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weig
     if (!logp || !class_terms_make(logp, target, weight, ignore_index, &ct))
         return nd_composite_end(NULL);
     nd_tensor *nll = nd_neg(nd_mul(ct.picked, ct.w));
-    nd_tensor *denominator = reduction == ND_REDUCTION_MEAN ? nd_sum(ct.w) : NULL;
     nd_tensor *out;
     if (label_smoothing > 0) {
         nd_tensor *lp = ct.logp_last;
@@ -375,9 +428,9 @@ nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weig
         nd_tensor *keep = nd_mask(ND_BIN_NE, nd_to(target, lp->dtype), (double)ignore_index, lp->dtype);
         nd_tensor *smooth = nd_mul(nd_neg(nd_sum_dims(lp, 1, (const int64_t[]){-1}, false)), keep);
         nd_tensor *mix = nd_add(nd_mul_scalar(nll, 1.0 - label_smoothing), nd_mul_scalar(smooth, label_smoothing / (double)classes));
-        out = reduction == ND_REDUCTION_NONE ? mix : reduction == ND_REDUCTION_SUM ? nd_sum(mix) : nd_div(nd_sum(mix), denominator);
+        out = reduction == ND_REDUCTION_NONE ? mix : reduction == ND_REDUCTION_SUM ? nd_sum(mix) : weighted_mean(mix, ct.w);
     } else {
-        out = reduction == ND_REDUCTION_NONE ? nll : reduction == ND_REDUCTION_SUM ? nd_sum(nll) : nd_div(nd_sum(nll), denominator);
+        out = reduction == ND_REDUCTION_NONE ? nll : reduction == ND_REDUCTION_SUM ? nd_sum(nll) : weighted_mean(nll, ct.w);
     }
     return nd_composite_end(out);
 }

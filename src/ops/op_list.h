@@ -42,6 +42,7 @@
     X(CLAMP, "ClampBackward1", nd_bw_clamp)                 \
     X(MAXIMUM, "MaximumBackward0", nd_bw_maximum)           \
     X(MINIMUM, "MinimumBackward0", nd_bw_maximum)           \
+    X(MASKED_FILL, "MaskedFillBackward0", nd_bw_masked_fill) \
     /* reduce.c */                                          \
     X(SUM, "SumBackward0", nd_bw_sum)                       \
     X(SUM_DIMS, "SumBackward1", nd_bw_sum)                  \
@@ -54,6 +55,8 @@
     X(PROD, "ProdBackward0", nd_bw_prod)                    \
     X(PROD_DIM, "ProdBackward1", nd_bw_prod)                \
     X(LOGSUMEXP, "LogsumexpBackward0", nd_bw_logsumexp)     \
+    X(VAR, "VarBackward0", nd_bw_var)                       \
+    X(STD, "StdBackward0", nd_bw_var)                       \
     X(NORM, "NormBackward1", nd_bw_norm)                    \
     X(CUMSUM, "CumsumBackward0", nd_bw_cumsum)              \
     /* index.c */                                           \
@@ -61,8 +64,11 @@
     X(SCATTER_ADD, "ScatterAddBackward0", nd_bw_scatter_add) \
     X(INDEX_SELECT, "IndexSelectBackward0", nd_bw_index_select) \
     X(INDEX_ADD, "IndexAddBackward0", nd_bw_index_add)      \
+    X(EMBEDDING, "EmbeddingBackward0", nd_bw_embedding)     \
     /* shape.c */                                           \
     X(CAT, "CatBackward0", nd_bw_cat)                       \
+    X(STACK, "StackBackward0", nd_bw_stack)                 \
+    X(REPEAT, "RepeatBackward0", nd_bw_repeat)              \
     X(FLIP, "FlipBackward0", nd_bw_flip)                    \
     X(PAD, "ConstantPadNdBackward0", nd_bw_pad)             \
     X(TRIL, "TrilBackward0", nd_bw_triangle)                \
@@ -70,6 +76,7 @@
     /* nn.c */                                              \
     X(SOFTMAX, "SoftmaxBackward0", nd_bw_softmax)           \
     X(LOG_SOFTMAX, "LogSoftmaxBackward0", nd_bw_softmax)    \
+    X(BCE, "BinaryCrossEntropyBackward0", nd_bw_bce)        \
     /* conv.c */                                            \
     X(IM2COL, "Im2ColBackward0", nd_bw_im2col)              \
     X(COL2IM, "Col2ImBackward0", nd_bw_col2im)              \

@@ -231,10 +231,14 @@ nd_tensor *nd_min(nd_tensor *t) { return extreme_all("nd_min", ND_OP_MIN_ALL, ND
 
 nd_status nd_bw_extreme_all(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    nd_tensor *a = node->inputs[0];
-    nd_tensor *hits = nd_compare("max/min backward", ND_BIN_EQ, a, node->saved[0]);
-    nd_tensor *mask = hits ? nd_to(hits, g->dtype) : NULL;
-    gi[0] = mask ? nd_mul(nd_div(g, nd_sum(mask)), mask) : NULL;
+    nd_tensor *a = node->inputs[0], *out = node->saved[0];
+    /* The positions holding the result; a NaN result is held by the NaN positions (PyTorch). */
+    nd_tensor *hits = nd_compare("max/min backward", ND_BIN_EQ, a, out);
+    if (hits && nd_item(out) != nd_item(out))
+        hits = nd_compare("max/min backward", ND_BIN_NE, a, a);
+    nd_tensor *count = hits ? nd_sum(nd_to(hits, g->dtype)) : NULL;
+    nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
+    gi[0] = count && zero ? nd_where(hits, nd_div(g, count), zero) : NULL;
     return gi[0] ? ND_OK : nd_last_status();
 }
 
@@ -350,84 +354,174 @@ nd_status nd_bw_prod(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
     nd_tensor *a = node->inputs[0];
     int dim = (int)node->iparams[1 + ND_MAX_DIMS];
+    const int64_t d[1] = {dim};
     nd_tensor *is_zero = nd_mask(ND_BIN_EQ, a, 0.0, ND_BOOL);
+    nd_tensor *zero_f = nd_to(is_zero, g->dtype);
     nd_tensor *one = nd_register(nd_k_wrapped_scalar(1.0, ND_FLOAT32));
     nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
-    nd_tensor *nonzero = nd_where(is_zero, one, a);                        /* zeros replaced by 1 */
-    nd_tensor *zero_count, *prod_rest;
-    if (dim < 0) {
-        zero_count = nd_sum(nd_to(is_zero, g->dtype));
-        prod_rest = nd_prod(nonzero);
-    } else {
-        zero_count = nd_sum_dims(nd_to(is_zero, g->dtype), 1, (const int64_t[]){dim}, true);
-        prod_rest = nd_prod_dim(nonzero, dim, true);
-    }
+    nd_tensor *nonzero = nd_where(is_zero, one, a); /* zeros replaced by 1 */
+    nd_tensor *zero_count = dim < 0 ? nd_sum(zero_f) : nd_sum_dims(zero_f, 1, d, true);
+    nd_tensor *prod_rest = dim < 0 ? nd_prod(nonzero) : nd_prod_dim(nonzero, dim, true);
+    /* The zero entry itself (0 in value, but its derivative matters for the second order). */
+    nd_tensor *a_zero = dim < 0 ? nd_sum(nd_mul(a, zero_f)) : nd_sum_dims(nd_mul(a, zero_f), 1, d, true);
     nd_tensor *out = dim < 0 ? nd_prod(a) : nd_prod_dim(a, dim, true);
-    if (!zero_count || !prod_rest || !out)
+    if (!zero_count || !prod_rest || !out || !a_zero)
         return nd_last_status();
+    /* Π_{j≠i} a_j: out / a_i without zeros; with one zero z, Π_rest at z and a_z Π_rest / a_i
+     * elsewhere; with more, 0 (as PyTorch). */
     nd_tensor *no_zero = nd_mask(ND_BIN_EQ, zero_count, 0.0, ND_BOOL);
     nd_tensor *one_zero = nd_mask(ND_BIN_EQ, zero_count, 1.0, ND_BOOL);
-    nd_tensor *local = nd_where(no_zero, nd_div(out, nonzero),
-                                nd_where(one_zero, nd_where(is_zero, prod_rest, zero), zero));
+    nd_tensor *with_one = nd_where(is_zero, prod_rest, nd_div(nd_mul(a_zero, prod_rest), nonzero));
+    nd_tensor *local = nd_where(no_zero, nd_div(out, nonzero), nd_where(one_zero, with_one, zero));
     gi[0] = nd_mul(expand_back(node, g), local);
     return gi[0] ? ND_OK : nd_last_status();
 }
 
-/* var / std with Bessel-style correction over a dims list (all dims when ndims is 0):
- * var = Σ (a - mean)² / max(N - correction, 0). Built from differentiable ops. */
-nd_tensor *nd_var(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim)
+/* The dims mask of a dims list (all dims when ndims is 0). */
+static bool reduce_mask(const char *name, const nd_tensor *t, int ndims, const int64_t *dims, bool *mask)
 {
-    const char *name = "nd_var";
+    if (ndims == 0) {
+        for (int i = 0; i < ND_MAX_DIMS; i++)
+            mask[i] = i < t->ndim;
+        return true;
+    }
+    return nd_dims_mask(name, t->ndim, ndims, dims, mask);
+}
+
+/* Evaluates f's value with no graph and returns a fresh, unregistered copy (so the caller can
+ * record one node of its own on it). */
+static nd_tensor *untracked_value(nd_tensor *v)
+{
+    return v ? nd_k_copy(v, v->dtype) : NULL;
+}
+
+/* var / std with Bessel-style correction over a dims list (all dims when ndims is 0):
+ * var = Σ (a - mean)² / (N - correction).
+ * dvar = g 2 (a - mean) / (N - correction);  dstd = g (a - mean) / ((N - correction) std), 0
+ * where std is 0 (PyTorch's convention for constant inputs).
+ * iparams: [keepdim, mask]; dparams: [correction, N]. Saves the result. */
+static nd_tensor *var_impl(const char *name, nd_op op, nd_tensor *t, int ndims, const int64_t *dims, double correction,
+                           bool keepdim)
+{
     if (!t)
         return nd_fail_null(name, 0);
     if (!nd_dtype_is_float(t->dtype))
         return nd_fail(ND_ERR_DTYPE, "%s: expected a floating point tensor, got %s", name, nd_dtype_name(t->dtype));
     bool mask[ND_MAX_DIMS];
-    if (ndims > 0 && !nd_dims_mask(name, t->ndim, ndims, dims, mask))
+    if (!reduce_mask(name, t, ndims, dims, mask))
         return NULL;
-    int64_t count = 1;
+    int64_t count = 1, list[ND_MAX_DIMS];
+    int nl = 0;
     for (int i = 0; i < t->ndim; i++)
-        if (ndims == 0 || mask[i])
-            count *= t->shape[i];
+        if (mask[i])
+            count *= t->shape[i], list[nl++] = i;
     double denom = (double)count - correction;
-    nd_composite_begin();
-    nd_tensor *mean = nd_mean_dims(t, ndims, dims, true);
-    nd_tensor *d = nd_sub(t, mean);
-    nd_tensor *s = nd_sum_dims(nd_mul(d, d), ndims, dims, keepdim);
-    if (s && ndims == 0 && !keepdim)
-        s = nd_reshape(s, 0, NULL);
-    return nd_composite_end(nd_div_scalar(s, denom > 0 ? denom : 0.0));
+    nd_scope_begin();
+    bool was = nd_set_grad_enabled(false);
+    nd_tensor *d = nd_sub(t, nd_mean_dims(t, nl, list, true));
+    nd_tensor *v = nd_div_scalar(nd_sum_dims(nd_mul(d, d), nl, list, keepdim), denom > 0 ? denom : 0.0);
+    if (op == ND_OP_STD)
+        v = nd_sqrt(v);
+    nd_tensor *out = untracked_value(v);
+    nd_set_grad_enabled(was);
+    nd_scope_end();
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, op, 1, &t, &node);
+    if (node) {
+        set_reduce_params(node, t, mask, keepdim);
+        node->dparams[0] = correction;
+        node->dparams[1] = (double)count;
+        if (!nd_node_save(node, 0, out))
+            return NULL;
+    }
+    return out;
+}
+
+nd_tensor *nd_var(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim)
+{
+    return var_impl("nd_var", ND_OP_VAR, t, ndims, dims, correction, keepdim);
 }
 
 nd_tensor *nd_std(nd_tensor *t, int ndims, const int64_t *dims, double correction, bool keepdim)
 {
-    if (!t)
-        return nd_fail_null("nd_std", 0);
-    nd_composite_begin();
-    return nd_composite_end(nd_sqrt(nd_var(t, ndims, dims, correction, keepdim)));
+    return var_impl("nd_std", ND_OP_STD, t, ndims, dims, correction, keepdim);
 }
 
-/* logsumexp along one dim: out = m + ln Σ e^(a - m), m the row max (0 for infinite rows).
- * da = g e^(a - out).  Saves out. Several dims are folded into one first. */
-static nd_tensor *logsumexp_dim(nd_tensor *t, int dim, bool keepdim)
+static int reduced_dims(const nd_node *node, int64_t *dims)
 {
+    int n = 0;
+    for (int i = 0; i < node->inputs[0]->ndim; i++)
+        if (node->iparams[1 + i])
+            dims[n++] = i;
+    return n;
+}
+
+nd_status nd_bw_var(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *a = node->inputs[0];
+    int64_t dims[ND_MAX_DIMS];
+    int nd = reduced_dims(node, dims);
+    double denom = node->dparams[1] - node->dparams[0];
+    nd_tensor *centered = nd_sub(a, nd_mean_dims(a, nd, dims, true));
+    if (node->op == ND_OP_VAR) {
+        gi[0] = nd_mul(expand_back(node, g), nd_mul_scalar(centered, 2.0 / denom));
+    } else {
+        nd_tensor *out = keep_dims(node, nd_is_grad_enabled() ? nd_std(a, nd, dims, node->dparams[0], true) : node->saved[0]);
+        nd_tensor *zero = nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32));
+        nd_tensor *scale = out && zero ? nd_where(nd_mask(ND_BIN_EQ, out, 0.0, ND_BOOL), zero,
+                                                  nd_div(expand_back(node, g), nd_mul_scalar(out, denom)))
+                                       : NULL;
+        gi[0] = nd_mul(scale, centered);
+    }
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
+/* logsumexp over dims: out = m + ln Σ e^(a - m), m the max (0 for infinite rows), computed
+ * along one folded dim.  da = g e^(a - out).  Saves out. */
+static nd_tensor *logsumexp_value(nd_tensor *t, const bool *mask, bool keepdim)
+{
+    int reduced = 0, last = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (mask[i])
+            reduced++, last = i;
     nd_tensor *src = nd_dtype_is_float(t->dtype) ? t : NULL;
     nd_tensor *converted = NULL;
     if (!src)
         src = converted = nd_k_copy(t, ND_FLOAT32);
-    nd_tensor *out = src ? row_reduce("nd_logsumexp", ND_ROW_LOGSUMEXP, src, dim, keepdim, src->dtype, NULL) : NULL;
-    nd_unref(converted);
-    if (!out)
+    if (!src)
         return NULL;
-    nd_node *node = NULL;
-    out = nd_finish(out, ND_OP_LOGSUMEXP, 1, &t, &node);
-    if (node) {
-        bool mask[ND_MAX_DIMS] = {false};
-        mask[dim] = true;
-        set_reduce_params(node, t, mask, keepdim);
-        if (!nd_node_save(node, 0, out))
-            return NULL;
+    nd_tensor *out = NULL;
+    if (t->ndim == 0 || reduced == 1) {
+        out = row_reduce("nd_logsumexp", ND_ROW_LOGSUMEXP, src, t->ndim ? last : 0, keepdim, src->dtype, NULL);
+    } else {
+        /* Move the reduced dims last and fold them into one. */
+        int64_t perm[ND_MAX_DIMS], folded[ND_MAX_DIMS], keep_shape[ND_MAX_DIMS], out_shape[ND_MAX_DIMS];
+        int np = 0, nf = 0, no = 0;
+        int64_t inner = 1;
+        for (int i = 0; i < t->ndim; i++)
+            if (!mask[i])
+                perm[np++] = i, folded[nf++] = t->shape[i];
+        for (int i = 0; i < t->ndim; i++)
+            if (mask[i])
+                perm[np++] = i, inner *= t->shape[i];
+        folded[nf++] = inner;
+        for (int i = 0; i < t->ndim; i++) {
+            keep_shape[i] = mask[i] ? 1 : t->shape[i];
+            if (!mask[i])
+                out_shape[no++] = t->shape[i];
+        }
+        nd_scope_begin();
+        bool was = nd_set_grad_enabled(false);
+        nd_tensor *f = nd_contiguous(nd_reshape(nd_permute(src, t->ndim, perm), nf, folded));
+        nd_tensor *r = f ? row_reduce("nd_logsumexp", ND_ROW_LOGSUMEXP, f, nf - 1, false, src->dtype, NULL) : NULL;
+        nd_tensor *shaped = r ? nd_reshape(nd_register(r), keepdim ? t->ndim : no, keepdim ? keep_shape : out_shape) : NULL;
+        out = untracked_value(shaped);
+        nd_set_grad_enabled(was);
+        nd_scope_end();
     }
+    nd_unref(converted);
     return out;
 }
 
@@ -437,47 +531,27 @@ nd_tensor *nd_logsumexp(nd_tensor *t, int ndims, const int64_t *dims, bool keepd
     if (!t)
         return nd_fail_null(name, 0);
     bool mask[ND_MAX_DIMS];
-    if (ndims == 0) {
-        for (int i = 0; i < ND_MAX_DIMS; i++)
-            mask[i] = i < t->ndim;
-    } else if (!nd_dims_mask(name, t->ndim, ndims, dims, mask)) {
+    if (!reduce_mask(name, t, ndims, dims, mask))
         return NULL;
+    nd_tensor *out = logsumexp_value(t, mask, keepdim);
+    if (!out)
+        return NULL;
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_LOGSUMEXP, 1, &t, &node);
+    if (node) {
+        set_reduce_params(node, t, mask, keepdim);
+        if (!nd_node_save(node, 0, out))
+            return NULL;
     }
-    int reduced = 0, last = 0;
-    for (int i = 0; i < t->ndim; i++)
-        if (mask[i])
-            reduced++, last = i;
-    if (t->ndim == 0 || reduced == 1)
-        return logsumexp_dim(t, t->ndim ? last : 0, keepdim);
-    /* Move the reduced dims last, fold them into one, reduce it. */
-    int64_t perm[ND_MAX_DIMS], folded[ND_MAX_DIMS], keep_shape[ND_MAX_DIMS], out_shape[ND_MAX_DIMS];
-    int np = 0, nf = 0, no = 0;
-    int64_t inner = 1;
-    for (int i = 0; i < t->ndim; i++)
-        if (!mask[i])
-            perm[np++] = i, folded[nf++] = t->shape[i];
-    for (int i = 0; i < t->ndim; i++)
-        if (mask[i])
-            perm[np++] = i, inner *= t->shape[i];
-    folded[nf++] = inner;
-    for (int i = 0; i < t->ndim; i++) {
-        keep_shape[i] = mask[i] ? 1 : t->shape[i];
-        if (!mask[i])
-            out_shape[no++] = t->shape[i];
-    }
-    nd_composite_begin();
-    nd_tensor *r = logsumexp_dim(nd_reshape(nd_permute(t, t->ndim, perm), nf, folded), nf - 1, false);
-    return nd_composite_end(keepdim ? nd_reshape(r, t->ndim, keep_shape) : nd_reshape(r, no, out_shape));
+    return out;
 }
 
 nd_status nd_bw_logsumexp(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
     nd_tensor *a = node->inputs[0];
-    int dim = 0;
-    for (int i = 0; i < a->ndim; i++)
-        if (node->iparams[1 + i])
-            dim = i;
-    nd_tensor *out = nd_is_grad_enabled() ? logsumexp_dim(a, dim, true) : keep_dims(node, node->saved[0]);
+    int64_t dims[ND_MAX_DIMS];
+    int nd = reduced_dims(node, dims);
+    nd_tensor *out = nd_is_grad_enabled() ? nd_logsumexp(a, nd ? nd : 0, dims, true) : keep_dims(node, node->saved[0]);
     gi[0] = nd_mul(expand_back(node, g), nd_exp(nd_sub(a, out)));
     return gi[0] ? ND_OK : nd_last_status();
 }

@@ -111,7 +111,7 @@ nd_status nd_bw_cat(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return ND_OK;
 }
 
-/* stack: inputs of one shape joined along a new dim (unsqueeze each, then cat). */
+/* stack: inputs of one shape joined along a new dim.  d(input i) = select(g, dim, i). */
 nd_tensor *nd_stack(int n, nd_tensor *const *tensors, int dim)
 {
     const char *name = "nd_stack";
@@ -119,28 +119,57 @@ nd_tensor *nd_stack(int n, nd_tensor *const *tensors, int dim)
         return nd_fail(ND_ERR_VALUE, "%s: expected a non-empty list of tensors", name);
     if (!nd_check_inputs(name, n, tensors))
         return NULL;
-    for (int i = 1; i < n; i++)
-        if (tensors[i]->ndim != tensors[0]->ndim ||
-            memcmp(tensors[i]->shape, tensors[0]->shape, sizeof(int64_t) * (size_t)tensors[0]->ndim) != 0) {
+    const nd_tensor *ref = tensors[0];
+    nd_dtype dtype = ref->dtype;
+    for (int i = 1; i < n; i++) {
+        if (tensors[i]->ndim != ref->ndim ||
+            memcmp(tensors[i]->shape, ref->shape, sizeof(int64_t) * (size_t)ref->ndim) != 0) {
             char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
             return nd_fail(ND_ERR_SHAPE, "%s: stack expects each tensor to be equal size, but got %s at entry 0 and %s "
-                           "at entry %d", name, nd_shape_str(s1, sizeof s1, tensors[0]->ndim, tensors[0]->shape),
+                           "at entry %d", name, nd_shape_str(s1, sizeof s1, ref->ndim, ref->shape),
                            nd_shape_str(s2, sizeof s2, tensors[i]->ndim, tensors[i]->shape), i);
         }
-    int d = nd_wrap_dim(dim, tensors[0]->ndim + 1);
+        dtype = nd_promote_types(dtype, tensors[i]->dtype);
+    }
+    if (ref->ndim >= ND_MAX_DIMS)
+        return nd_fail(ND_ERR_DIM, "%s: the result would have more than %d dims", name, ND_MAX_DIMS);
+    int d = nd_wrap_dim(dim, ref->ndim + 1);
     if (d < 0)
         return nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                       -tensors[0]->ndim - 1, tensors[0]->ndim, dim);
-    nd_tensor **parts = calloc((size_t)n, sizeof *parts);
-    if (!parts)
-        return nd_fail(ND_ERR_NOMEM, "%s: out of memory", name);
-    nd_composite_begin();
-    bool ok = true;
-    for (int i = 0; i < n && ok; i++)
-        ok = (parts[i] = nd_unsqueeze(tensors[i], d)) != NULL;
-    nd_tensor *out = ok ? nd_cat(n, parts, d) : NULL;
-    free(parts);
-    return nd_composite_end(out);
+                       -ref->ndim - 1, ref->ndim, dim);
+    int64_t shape[ND_MAX_DIMS];
+    for (int i = 0, j = 0; i <= ref->ndim; i++)
+        shape[i] = i == d ? n : ref->shape[j++];
+    nd_tensor *out = nd_alloc(dtype, ref->ndim + 1, shape, false);
+    if (!out)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
+        for (int k = 0, j = 0; k <= ref->ndim; k++)
+            if (k != d)
+                sh[j] = out->shape[k], st[j] = out->strides[k], j++;
+        nd_tensor *slot = nd_alias(out, ref->ndim, sh, st, i * out->strides[d]);
+        if (!slot) {
+            nd_unref(out);
+            return NULL;
+        }
+        nd_k_copy_into(slot, tensors[i]);
+        nd_unref(slot);
+    }
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_STACK, n, tensors, &node);
+    if (node)
+        node->iparams[0] = d;
+    return out;
+}
+
+nd_status nd_bw_stack(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    for (int i = 0; i < node->n_inputs; i++)
+        if (node->inputs[i]->requires_grad &&
+            !(gi[i] = nd_to(nd_select(g, (int)node->iparams[0], i), node->inputs[i]->dtype)))
+            return nd_last_status();
+    return ND_OK;
 }
 
 /* split / chunk: views (narrow) along dim; return the number of pieces, or -1 on error. */
@@ -245,8 +274,8 @@ nd_status nd_bw_flip(nd_node *node, nd_tensor *g, nd_tensor **gi)
 }
 
 /* repeat: tile t reps[i] times along each dim (reps may have more dims than t).
- * Built as view [1, s0, 1, s1, ...] -> expand [r0, s0, r1, s1, ...] -> reshape, so the gradient
- * sums the tiles back. */
+ * da = g folded as [.., r_i, s_i, ..] per dim and summed over the r_i, then over the new leading
+ * dims.  iparams: reps. */
 nd_tensor *nd_repeat(nd_tensor *t, int n, const int64_t *reps)
 {
     const char *name = "nd_repeat";
@@ -255,35 +284,82 @@ nd_tensor *nd_repeat(nd_tensor *t, int n, const int64_t *reps)
     if (n < t->ndim || (n > 0 && !reps))
         return nd_fail(ND_ERR_VALUE, "%s: number of repeat dims (%d) can not be smaller than the number of tensor dims (%d)",
                        name, n, t->ndim);
-    if (n > ND_MAX_DIMS || 2 * n > ND_MAX_DIMS + ND_MAX_DIMS)
+    if (n > ND_MAX_DIMS)
         return nd_fail(ND_ERR_DIM, "%s: too many dims (%d)", name, n);
     for (int i = 0; i < n; i++)
         if (reps[i] < 0)
             return nd_fail(ND_ERR_VALUE, "%s: repeats must be non-negative, got %lld", name, (long long)reps[i]);
-    int64_t src[ND_MAX_DIMS];
+    int64_t src[ND_MAX_DIMS], shape[ND_MAX_DIMS];
     int lead = n - t->ndim;
     for (int i = 0; i < n; i++) {
         src[i] = i < lead ? 1 : t->shape[i - lead];
+        shape[i] = src[i] * reps[i];
     }
-    nd_composite_begin();
-    nd_tensor *r = nd_reshape(t, n, src);
-    /* Insert a size-1 dim before each dim and expand it to the repeat count, one dim at a time
-     * to stay within ND_MAX_DIMS. */
-    for (int i = 0; i < n && r; i++) {
-        if (reps[i] == 1)
+    nd_tensor *out = nd_alloc(t->dtype, n, shape, false);
+    nd_tensor *base = out ? nd_alias(t, n, src, t->strides, t->offset) : NULL;
+    if (!base) {
+        nd_unref(out);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        base->strides[i] = i < lead ? 0 : t->strides[i - lead];
+    /* Copy every tile: tile k covers [k_i s_i, (k_i + 1) s_i) along each dim i. */
+    int64_t tiles = nd_shape_numel(n, reps);
+    for (int64_t k = 0; k < tiles; k++) {
+        nd_tensor *w = nd_alias(out, n, src, out->strides, 0);
+        if (!w)
+            break;
+        int64_t rest = k;
+        for (int i = n - 1; i >= 0; i--) {
+            w->offset += (rest % reps[i]) * src[i] * out->strides[i];
+            rest /= reps[i];
+        }
+        nd_k_copy_into(w, base);
+        nd_unref(w);
+    }
+    nd_unref(base);
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_REPEAT, 1, &t, &node);
+    if (node) {
+        node->n_iparams = n;
+        for (int i = 0; i < n; i++)
+            node->iparams[i] = reps[i];
+    }
+    return out;
+}
+
+nd_status nd_bw_repeat(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    const nd_tensor *t = node->inputs[0];
+    int n = node->n_iparams, lead = n - t->ndim;
+    nd_tensor *r = g;
+    /* One dim at a time, so the folded shape never exceeds ND_MAX_DIMS + 1 dims. */
+    for (int i = n - 1; i >= lead && r; i--) {
+        int64_t reps = node->iparams[i], size = t->shape[i - lead];
+        if (reps == 1)
             continue;
-        int64_t sh[ND_MAX_DIMS];
-        memcpy(sh, r->shape, sizeof sh);
-        /* [.., s_i, ..] -> [.., 1, s_i, ..] -> [.., r_i, s_i, ..] -> [.., r_i*s_i, ..] */
-        nd_tensor *u = nd_unsqueeze(r, i);
-        int64_t ex[ND_MAX_DIMS];
-        for (int k = 0, j = 0; k <= r->ndim; k++)
-            ex[k] = k == i ? reps[i] : sh[j++];
-        nd_tensor *e = u ? nd_expand(u, r->ndim + 1, ex) : NULL;
-        sh[i] = sh[i] * reps[i];
-        r = e ? nd_reshape(e, r->ndim, sh) : NULL;
+        int64_t sh[ND_MAX_DIMS + 1];
+        int k = 0;
+        for (int j = 0; j < r->ndim; j++) {
+            if (j == i) {
+                sh[k++] = reps;
+                sh[k++] = size;
+            } else {
+                sh[k++] = r->shape[j];
+            }
+        }
+        if (k > ND_MAX_DIMS)
+            return nd_fail_status(ND_ERR_DIM, "nd_repeat backward: too many dims");
+        r = nd_sum_dims(nd_reshape(r, k, sh), 1, (const int64_t[]){i}, false);
     }
-    return nd_composite_end(r ? (r == t ? nd_clone(t) : nd_contiguous(r)) : NULL);
+    if (r && lead > 0) {
+        int64_t dims[ND_MAX_DIMS];
+        for (int i = 0; i < lead; i++)
+            dims[i] = i;
+        r = nd_sum_dims(r, lead, dims, false);
+    }
+    gi[0] = r ? nd_reshape(r, t->ndim, t->shape) : NULL;
+    return gi[0] ? ND_OK : nd_last_status();
 }
 
 /* pad: constant padding, pads = (left, right) pairs starting from the last dim; negative values

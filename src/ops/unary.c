@@ -156,11 +156,13 @@ nd_tensor *nd_elu(nd_tensor *a, double alpha)
 
 nd_status nd_bw_elu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    nd_tensor *positive = nd_mask(ND_BIN_GT, IN0, 0.0, ND_BOOL);
-    DONE(nd_where(positive, g, nd_mul(g, nd_mul_scalar(nd_exp(IN0), node->dparams[0]))));
+    /* Tested as a <= 0, so NaN takes the identity branch, as in PyTorch. */
+    nd_tensor *negative = nd_mask(ND_BIN_LE, IN0, 0.0, ND_BOOL);
+    DONE(nd_where(negative, nd_mul(g, nd_mul_scalar(nd_exp(IN0), node->dparams[0])), g));
 }
 
-/* hardtanh: a clamped to [min, max].  da = g where min < a < max, else 0 (PyTorch's bounds). */
+/* hardtanh: a clamped to [min, max].  da = 0 where a <= min or a >= max, else g (so NaN passes
+ * the gradient, as in PyTorch). */
 nd_tensor *nd_hardtanh(nd_tensor *a, double min_val, double max_val)
 {
     if (!(min_val <= max_val))
@@ -171,9 +173,9 @@ nd_tensor *nd_hardtanh(nd_tensor *a, double min_val, double max_val)
 
 nd_status nd_bw_hardtanh(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    nd_tensor *inside = nd_mul(nd_mask(ND_BIN_GT, IN0, node->dparams[0], g->dtype),
-                               nd_mask(ND_BIN_LT, IN0, node->dparams[1], g->dtype));
-    DONE(nd_mul(g, inside));
+    nd_tensor *outside = nd_add(nd_mask(ND_BIN_LE, IN0, node->dparams[0], g->dtype),
+                                nd_mask(ND_BIN_GE, IN0, node->dparams[1], g->dtype));
+    DONE(nd_mul(g, nd_rsub_scalar(1.0, nd_clamp(outside, 0.0, 1.0))));
 }
 
 /* clamp: a limited to [min, max] (-INFINITY / INFINITY for no bound).  da = g where

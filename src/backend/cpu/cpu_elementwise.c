@@ -201,7 +201,7 @@ static inline double sigmoid_d(double x)
 #define GELU_TANH_(x, TANH) (0.5 * (x) * (1.0 + TANH(0.79788456080286535588 * ((x) + 0.044715 * (x) * (x) * (x)))))
 /* softplus: log(1 + e^(beta x)) / beta, and x itself once beta x passes the threshold. */
 #define SOFTPLUS_(x, LOG1P, EXP) ((x) * P[0] > P[1] ? (x) : LOG1P(EXP((x) * P[0])) / P[0])
-#define SIGN_(x) ((x) > 0 ? 1 : (x) < 0 ? -1 : (x) == 0 ? 0 : (x))
+#define SIGN_(x) ((x) > 0 ? 1 : (x) < 0 ? -1 : 0) /* NaN gives 0, as torch.sign */
 #define CLAMP_(x, T) ((x) != (x) ? (x) : (x) < (T)P[0] ? (T)P[0] : (x) > (T)P[1] ? (T)P[1] : (x))
 
 #define FLOAT_UNARIES(S, T, EXP, LOG, TANH, SIGMOID, SQRT, FABS, SIN, COS, LOG1P, EXPM1, ERF)         \
