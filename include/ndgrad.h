@@ -187,7 +187,9 @@ nd_tensor *nd_grad(const nd_tensor *t);
 nd_status nd_zero_grad(nd_tensor *t);
 /* Keep the gradient of a non-leaf in its .grad during backward. */
 nd_status nd_retain_grad(nd_tensor *t);
-/* The PyTorch name of the op that made t ("MulBackward0"), or NULL for a leaf. */
+/* The PyTorch name of the op that made t ("MulBackward0"), or NULL for a leaf. Functions built
+ * from other ops (losses, norms, conv, pooling, linear, attention, split) report the last op they
+ * are built from. */
 const char *nd_grad_fn_name(const nd_tensor *t);
 /* Backpropagate from a one-element tensor; leaves' gradients accumulate until zeroed.
  * The graph stays usable: a second call accumulates again (PyTorch's retain_graph=True). */

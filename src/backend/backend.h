@@ -49,7 +49,7 @@ static inline bool nd_unop_keeps_integers(nd_unop op)
 static inline bool nd_binop_is_comparison(nd_binop op) { return op >= ND_BIN_EQ; }
 
 /* Ops applied along one row of n elements per iteration position. */
-#define ND_ROWOP_LIST(X) X(MAX) X(MIN) X(PROD) X(CUMSUM) X(SOFTMAX) X(LOG_SOFTMAX) X(LOGSUMEXP)
+#define ND_ROWOP_LIST(X) X(MAX) X(MIN) X(PROD) X(CUMSUM) X(SOFTMAX) X(LOG_SOFTMAX) X(LOGSUMEXP) X(PROD_OTHERS)
 typedef enum nd_rowop {
 #define ND_ROWOP_ENUM_(e) ND_ROW_##e,
     ND_ROWOP_LIST(ND_ROWOP_ENUM_)
@@ -81,7 +81,8 @@ typedef struct nd_backend {
     /* For every position of it (operands: out, aux, in), reduce or scan the row of n elements
      * that starts at in and steps in_row_stride bytes. MAX/MIN/PROD/LOGSUMEXP write one element to
      * out (MAX/MIN also the int64 index of the first extreme, NaN counting as extreme, to aux);
-     * CUMSUM/SOFTMAX/LOG_SOFTMAX write n elements to out, stepping out_row_stride bytes. */
+     * CUMSUM/SOFTMAX/LOG_SOFTMAX/PROD_OTHERS write n elements to out, stepping out_row_stride bytes
+     * (PROD_OTHERS: the product of every other element of the row, as prefix × suffix). */
     void (*rows)(nd_rowop op, nd_dtype dtype, const nd_iter *it, int64_t n, int64_t in_row_stride,
                  int64_t out_row_stride);
     /* For every position of it (operands: out, index [int64], in): out = in[index * dim_stride],

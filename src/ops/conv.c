@@ -165,11 +165,22 @@ nd_tensor *nd_conv1d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, int64_t stride
     nd_tensor *ins[2] = {x, w};
     if (!nd_check_inputs(name, 2, ins))
         return NULL;
-    if (x->ndim != 3 || w->ndim != 3) {
-        char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
-        return nd_fail(ND_ERR_SHAPE, "%s: expected input [N, C, L] and weight [O, C/groups, k], got %s and %s", name,
-                       nd_shape_str(s1, sizeof s1, x->ndim, x->shape), nd_shape_str(s2, sizeof s2, w->ndim, w->shape));
-    }
+    char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
+    if (x->ndim != 3 || w->ndim != 3 || groups <= 0 || w->shape[0] % groups != 0 || x->shape[1] != w->shape[1] * groups)
+        return nd_fail(ND_ERR_SHAPE, "%s: input %s and weight %s do not fit (expected input [N, C, L] and weight "
+                       "[O, C/groups, k] with groups = %lld dividing O)", name, nd_shape_str(s1, sizeof s1, x->ndim, x->shape),
+                       nd_shape_str(s2, sizeof s2, w->ndim, w->shape), (long long)groups);
+    if (w->dtype != x->dtype)
+        return nd_fail(ND_ERR_DTYPE, "%s: input (%s) and weight (%s) must have the same dtype", name,
+                       nd_dtype_name(x->dtype), nd_dtype_name(w->dtype));
+    if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))
+        return nd_fail(ND_ERR_SHAPE, "%s: bias %s must have shape [%lld]", name,
+                       nd_shape_str(s1, sizeof s1, bias->ndim, bias->shape), (long long)w->shape[0]);
+    int64_t out_len;
+    if (!nd_dtype_is_float(x->dtype))
+        return nd_fail(ND_ERR_DTYPE, "%s: expected a floating point input, got %s", name, nd_dtype_name(x->dtype));
+    if (!sweep_size(name, x->shape[2], w->shape[2], stride, padding, dilation, &out_len, "length"))
+        return NULL;
     const int64_t s[2] = {1, stride}, p[2] = {0, padding}, d[2] = {1, dilation};
     nd_composite_begin();
     nd_tensor *y = nd_conv2d(nd_unsqueeze(x, 2), nd_unsqueeze(w, 2), bias, s, p, d, groups);

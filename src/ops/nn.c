@@ -190,7 +190,8 @@ nd_status nd_bw_bce(nd_node *node, nd_tensor *g, nd_tensor **gi)
     nd_tensor *p = node->inputs[0], *y = node->inputs[1], *w = node->inputs[2];
     nd_tensor *gw = w ? nd_mul(g, w) : g;
     if (p->requires_grad) {
-        nd_tensor *denom = nd_clamp(nd_mul(p, nd_rsub_scalar(1.0, p)), 1e-12, INFINITY);
+        /* PyTorch's EPSILON is the float 1e-12f for every dtype. */
+        nd_tensor *denom = nd_clamp(nd_mul(p, nd_rsub_scalar(1.0, p)), (double)1e-12f, INFINITY);
         if (!(gi[0] = nd_reduce_grad(nd_div(nd_mul(gw, nd_sub(p, y)), denom), p)))
             return nd_last_status();
     }

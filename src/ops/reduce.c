@@ -371,7 +371,33 @@ nd_status nd_bw_prod(nd_node *node, nd_tensor *g, nd_tensor **gi)
      * elsewhere; with more, 0 (as PyTorch). */
     nd_tensor *no_zero = nd_mask(ND_BIN_EQ, zero_count, 0.0, ND_BOOL);
     nd_tensor *one_zero = nd_mask(ND_BIN_EQ, zero_count, 1.0, ND_BOOL);
-    nd_tensor *with_one = nd_where(is_zero, prod_rest, nd_div(nd_mul(a_zero, prod_rest), nonzero));
+    nd_tensor *with_one;
+    if (!nd_is_grad_enabled()) {
+        /* First order: the product of the others as prefix × suffix, exactly as PyTorch (no
+         * division, so an inf elsewhere in the slice gives 0 · inf only where it should). */
+        nd_tensor *src = nd_k_copy(a, a->dtype);
+        nd_tensor *others = src ? nd_alloc(a->dtype, a->ndim, a->shape, false) : NULL;
+        nd_tensor *flat_src = NULL, *flat_out = NULL;
+        if (others && dim < 0) {
+            int64_t n = nd_numel(a);
+            flat_src = nd_alias(src, 1, &n, (const int64_t[]){1}, 0);
+            flat_out = nd_alias(others, 1, &n, (const int64_t[]){1}, 0);
+        }
+        if (others && (dim >= 0 || (flat_src && flat_out)))
+            nd_k_rows(ND_ROW_PROD_OTHERS, dim < 0 ? flat_out : others, NULL, dim < 0 ? flat_src : src, dim < 0 ? 0 : dim);
+        bool ok = others && (dim >= 0 || (flat_src && flat_out));
+        nd_unref(flat_src);
+        nd_unref(flat_out);
+        nd_unref(src);
+        if (!ok) {
+            nd_unref(others);
+            return nd_last_status();
+        }
+        with_one = nd_register(others);
+    } else {
+        /* With a graph: a_z Π_rest / a_i has value 0 off the zero and the right derivative. */
+        with_one = nd_where(is_zero, prod_rest, nd_div(nd_mul(a_zero, prod_rest), nonzero));
+    }
     nd_tensor *local = nd_where(no_zero, nd_div(out, nonzero), nd_where(one_zero, with_one, zero));
     gi[0] = nd_mul(expand_back(node, g), local);
     return gi[0] ? ND_OK : nd_last_status();

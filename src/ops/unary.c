@@ -118,7 +118,7 @@ nd_status nd_bw_silu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 /* softplus: ln(1 + e^(βa)) / β, or a where βa > threshold.  da = g σ(βa), or g past the threshold. */
 nd_tensor *nd_softplus(nd_tensor *a, double beta, double threshold)
 {
-    if (!(beta != 0) || isnan(threshold))
+    if (!(beta != 0) || isnan(beta) || isnan(threshold))
         return nd_fail(ND_ERR_VALUE, "nd_softplus: beta must be non-zero and threshold a number (beta=%g, threshold=%g)",
                        beta, threshold);
     const double p[2] = {beta, threshold};

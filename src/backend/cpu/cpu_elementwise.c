@@ -497,6 +497,21 @@ static void row_float(char *const *p, void *vctx)
         }
         break;
     }
+    case ND_ROW_PROD_OTHERS: {
+        double prefix = 1; /* out[i] = Π_{j<i} then × Π_{j>i}, without division */
+        for (int64_t i = 0; i < n; i++) {
+            store_out(c, p[0], i, prefix);
+            prefix *= LOADV(in, i);
+        }
+        double suffix = 1;
+        for (int64_t i = n - 1; i >= 0; i--) {
+            double v = c->dtype == ND_FLOAT32 ? (double)*(const float *)(p[0] + i * c->out_stride)
+                                               : *(const double *)(p[0] + i * c->out_stride);
+            store_out(c, p[0], i, v * suffix);
+            suffix *= LOADV(in, i);
+        }
+        break;
+    }
     case ND_ROW_SOFTMAX:
     case ND_ROW_LOG_SOFTMAX:
     case ND_ROW_LOGSUMEXP: {
