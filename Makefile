@@ -7,7 +7,7 @@ CFLAGS ?=
 EXTRA_CFLAGS ?=
 LDFLAGS ?=
 ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_CFLAGS)
-LIBS = -lm -lpthread
+LIBS = -lz -lm -lpthread
 BUILD ?= build
 
 LIB_SRC = $(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c src/nn/*.c src/optim/*.c src/io/*.c)
@@ -18,7 +18,7 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib seed demo test tests examples clean
-all: lib
+all: lib $(BUILD)/ndgrad-inspect
 
 lib: $(BUILD)/libndgrad.a $(BUILD)/libndgrad.so
 
@@ -32,6 +32,9 @@ $(BUILD)/libndgrad.a: $(LIB_OBJ)
 
 $(BUILD)/libndgrad.so: $(LIB_OBJ)
 	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/ndgrad-inspect: tools/ndgrad-inspect.c $(BUILD)/libndgrad.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libndgrad.a
 	@mkdir -p $(dir $@)

@@ -561,6 +561,33 @@ double nd_lr_step(double base_lr, int64_t step, int64_t step_size, double gamma)
 double nd_lr_cosine(double base_lr, int64_t step, int64_t total_steps, double min_lr);
 double nd_lr_warmup_cosine(double base_lr, int64_t step, int64_t warmup_steps, int64_t total_steps, double min_lr);
 
+/* ---------------------------------------------------------------- files and data -------- */
+
+/* Load every tensor of a safetensors file into a new list (F32, F64, I64, BOOL as they are;
+ * F16 and BF16 as float32; I32/I16/I8/U8 as int64). NULL with the reason on a malformed file. */
+nd_param_list *nd_safetensors_load(const char *path);
+/* Save a list of named tensors (float32, float64, int64, bool). The file is written under a
+ * temporary name and renamed into place: a failed save leaves any previous file intact. */
+nd_status nd_safetensors_save(const char *path, const nd_param_list *tensors);
+/* Copy the tensors of a file into the list's tensors by name (shapes must match; floats convert).
+ * strict: every name on both sides must be present. Nothing is changed unless all checks pass. */
+nd_status nd_safetensors_load_into(const char *path, nd_param_list *params, bool strict);
+/* Load an IDX file (MNIST format), gzipped or raw, converting its elements to dtype. */
+nd_tensor *nd_idx_load(const char *path, nd_dtype dtype);
+/* (t - mean) / std. */
+nd_tensor *nd_normalize(nd_tensor *t, double mean, double std);
+
+/* Mini-batches over the first dim of inputs (and targets, which may be NULL), in a seeded
+ * shuffled order that is the same on every machine; each epoch reshuffles. */
+typedef struct nd_loader nd_loader;
+nd_loader *nd_loader_new(nd_tensor *inputs, nd_tensor *targets, int64_t batch_size, bool shuffle, uint64_t seed,
+                         bool drop_last);
+/* The next batch (tensors owned like any op result); false at the end of the epoch. */
+bool nd_loader_next(nd_loader *loader, nd_tensor **inputs, nd_tensor **targets);
+void nd_loader_reset(nd_loader *loader);           /* start the next epoch (reshuffled) */
+int64_t nd_loader_batches(const nd_loader *loader); /* batches per epoch */
+void nd_loader_free(nd_loader *loader);
+
 #ifdef __cplusplus
 }
 #endif
