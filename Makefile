@@ -46,7 +46,8 @@ examples: $(EXAMPLES)
 seed: $(BUILD)/examples/seed
 	./$(BUILD)/examples/seed
 
-demo: seed
+demo: $(EXAMPLES)
+	@./tools/demo.sh $(BUILD)
 
 # One binary per test file, so a broken file never hides the results of the others.
 $(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libndgrad.a

@@ -48,6 +48,16 @@ run_python_suite() {
 run_python_suite oracle tests/oracle/oracle.py
 run_python_suite blocks tests/blocks/blocks.py
 run_python_suite training tests/training/training.py
+run_python_suite model tests/model/model_oracle.py
+# The example programs end to end (short runs; skipped without their data).
+out=$(./tests/examples_test.sh "$build" 2>&1); rc=$?
+line=$(printf '%s\n' "$out" | grep -E '^examples: ' | tail -n 1)
+printf '%s\n' "$out" | grep '^FAIL' ; echo "$line"
+if echo "$line" | grep -q skipped; then skipped=$((skipped + 1))
+elif echo "$line" | grep -qE 'cases, [0-9]+ failed'; then
+    c=$(echo "$line" | sed -E 's/^examples: ([0-9]+) cases.*/\1/'); b=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+    passed=$((passed + c - b)); failed=$((failed + b))
+else failed=$((failed + 1)); fi
 # The seed example must print PyTorch's values.
 if [ -x "$build/examples/seed" ]; then
     if "$build/examples/seed" | diff -q - tests/seed.expected >/dev/null; then passed=$((passed + 1));
