@@ -50,7 +50,7 @@ demo: $(EXAMPLES)
 	@./tools/demo.sh $(BUILD)
 
 # One binary per test file, so a broken file never hides the results of the others.
-$(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libndgrad.a
+$(BUILD)/tests/%: tests/%.c tests/harness.c tests/harness.h $(BUILD)/libndgrad.a $(BUILD)/ndgrad-inspect
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< tests/harness.c $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS)
 

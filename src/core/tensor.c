@@ -27,10 +27,13 @@ int64_t nd_shape_numel(int ndim, const int64_t *shape)
 
 void nd_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
 {
-    int64_t s = 1;
+    /* Unsigned and saturating: a zero-size tensor may have other sizes whose product overflows,
+     * and its strides are never used to reach an element. */
+    uint64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        strides[i] = s;
-        s *= shape[i] > 1 ? shape[i] : 1;
+        strides[i] = s > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)s;
+        uint64_t d = shape[i] > 1 ? (uint64_t)shape[i] : 1;
+        s = s > UINT64_MAX / d ? UINT64_MAX : s * d;
     }
 }
 

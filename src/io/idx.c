@@ -133,8 +133,17 @@ nd_tensor *nd_idx_load(const char *path, nd_dtype dtype)
         have += want;
     }
     unsigned char extra;
-    if (gzread(f, &extra, 1) > 0) {
+    int more = gzread(f, &extra, 1);
+    if (more > 0) {
         nd_fail(ND_ERR_FORMAT, "%s: %s has bytes after the %zu the header announces", op, path, bytes);
+        goto done;
+    }
+    /* A damaged gzip trailer (CRC, length) shows up only here: as an error, or for a cut file as
+     * an end of input before the trailer (Z_BUF_ERROR). */
+    int zerr = Z_OK;
+    const char *zmsg = gzerror(f, &zerr);
+    if (more < 0 || (zerr != Z_OK && zerr != Z_STREAM_END)) {
+        nd_fail(ND_ERR_FORMAT, "%s: %s: corrupt or truncated compressed data at the end of the file (%s)", op, path, zmsg);
         goto done;
     }
     out = nd_alloc_named(op, dtype, ndim, shape, false);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { MAX_HEADER = 100 * 1024 * 1024 };
@@ -126,10 +127,14 @@ typedef struct entry {
     uint64_t begin, end;
 } entry;
 
+/* Data order: by begin, then end, so an empty tensor at an offset sorts before the tensor that
+ * starts there (the reference loader's (begin, end) order). */
 static int by_begin(const void *a, const void *b)
 {
     const entry *x = a, *y = b;
-    return x->begin < y->begin ? -1 : x->begin > y->begin;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
 }
 
 /* Reads a whole file; *size receives its length. NULL (error recorded) on failure. */
@@ -365,6 +370,9 @@ nd_status nd_safetensors_save(const char *path, const nd_param_list *tensors)
     if (!host_is_little_endian())
         return nd_fail_status(ND_ERR_STATE, "%s: big-endian hosts are not supported", op);
     int n = nd_params_count(tensors);
+    for (int i = 0; i < n; i++)
+        if (strcmp(nd_params_name(tensors, i), "__metadata__") == 0)
+            return nd_fail_status(ND_ERR_VALUE, "%s: \"__metadata__\" is reserved by the format and cannot name a tensor", op);
     /* Build the header in memory first, to know its length. */
     char *header = NULL;
     size_t hlen = 0;
@@ -407,6 +415,10 @@ nd_status nd_safetensors_save(const char *path, const nd_param_list *tensors)
         free(header);
         return st;
     }
+    /* mkstemp makes the file private; a checkpoint gets the usual mode (0666 less the umask). */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     FILE *f = fdopen(fd, "wb");
     if (!f) {
         close(fd);
