@@ -220,10 +220,13 @@ int main(int argc, char **argv)
     CHECK_ND(nd_optimizer_state(opt_plain, "optimizer_no_decay", checkpoint) == ND_OK);
     CHECK_ND(nd_params_add(checkpoint, "step", step_done) == ND_OK);
     int64_t step = 0;
+    int rc = 0;
+    loss_log losses = {0};
     if (args.load) {
         if (nd_safetensors_load_into(args.load, checkpoint, true) != ND_OK) {
             fprintf(stderr, "char_gpt: cannot resume from %s: %s\n", args.load, nd_last_error());
-            return 1;
+            rc = 1;
+            goto cleanup;
         }
         step = (int64_t)nd_item(step_done);
         printf("resumed from %s after step %lld\n", args.load, (long long)step);
@@ -238,7 +241,6 @@ int main(int argc, char **argv)
     FILE *csv = fopen(args.csv, "w");
     if (csv)
         fprintf(csv, "epoch,step,train_loss,val_loss,lr,seconds\n");
-    loss_log losses = {0};
     double train_loss = NAN, val_loss = NAN;
     for (int epoch = (int)(step / steps_per_epoch) + 1; epoch <= args.epochs; epoch++) {
         progress prog;
@@ -293,6 +295,7 @@ int main(int argc, char **argv)
     printf("final train_loss=%.4f val_loss=%.4f unigram_entropy=%.4f steps=%lld seconds=%.1f\n", train_loss, val_loss,
            unigram, (long long)step, now_seconds() - t0);
 
+cleanup:
     free(losses.v);
     free(tokens);
     free(corpus.bytes);
@@ -301,5 +304,5 @@ int main(int argc, char **argv)
     nd_optimizer_free(opt_decay);
     nd_optimizer_free(opt_plain);
     nd_params_free(params);
-    return 0;
+    return rc;
 }

@@ -56,6 +56,7 @@ int main(int argc, char **argv)
     if (!train_x || !train_y || !test_x || !test_y) {
         fprintf(stderr, "fashion_cnn: cannot read Fashion-MNIST from %s: %s\n"
                         "  install it with: apt-get install dataset-fashion-mnist\n", args.data, nd_last_error());
+        nd_release(train_x), nd_release(train_y), nd_release(test_x), nd_release(test_y);
         return 1;
     }
 
@@ -81,11 +82,13 @@ int main(int argc, char **argv)
     CHECK_ND(nd_module_state(model, "model", checkpoint) == ND_OK);
     CHECK_ND(nd_optimizer_state(opt, "optimizer", checkpoint) == ND_OK);
     CHECK_ND(nd_params_add(checkpoint, "epoch", epoch_done) == ND_OK);
-    int first_epoch = 1;
+    int first_epoch = 1, rc = 0;
+    loss_log losses = {0};
     if (args.load) {
         if (nd_safetensors_load_into(args.load, checkpoint, true) != ND_OK) {
             fprintf(stderr, "fashion_cnn: cannot resume from %s: %s\n", args.load, nd_last_error());
-            return 1;
+            rc = 1;
+            goto cleanup;
         }
         first_epoch = (int)nd_item(epoch_done) + 1;
         printf("resumed from %s after epoch %d\n", args.load, first_epoch - 1);
@@ -96,7 +99,6 @@ int main(int argc, char **argv)
     FILE *csv = fopen(args.csv, "w");
     if (csv)
         fprintf(csv, "epoch,step,train_loss,test_accuracy,seconds\n");
-    loss_log losses = {0};
     double acc = first_epoch > 1 ? accuracy(model, test_x, test_y) : 0;
     for (int epoch = first_epoch; epoch <= args.epochs; epoch++) {
         nd_loader *loader = nd_loader_new(train_x, train_y, 128, true, args.seed * 1000003u + (uint64_t)epoch, false);
@@ -143,11 +145,12 @@ int main(int argc, char **argv)
     printf("final test_accuracy=%.4f epochs=%d seconds=%.1f\n", acc, args.epochs, now_seconds() - t0);
 
     free(losses.v);
+cleanup:
     nd_params_free(checkpoint);
     nd_release(epoch_done);
     nd_optimizer_free(opt);
     nd_params_free(params);
     nd_module_free(model);
     nd_release(train_x), nd_release(train_y), nd_release(test_x), nd_release(test_y);
-    return 0;
+    return rc;
 }
