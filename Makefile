@@ -8,6 +8,11 @@ EXTRA_CFLAGS ?=
 LDFLAGS ?=
 ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_CFLAGS)
 LIBS = -lz -lm -lpthread
+# make BLAS=openblas: GEMM through OpenBLAS (Debian's libopenblas-dev), for comparison.
+ifeq ($(BLAS),openblas)
+ALL_CFLAGS += -DND_USE_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LIBS += -lopenblas
+endif
 BUILD ?= build
 
 LIB_SRC = $(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c src/nn/*.c src/optim/*.c src/io/*.c)
@@ -17,7 +22,7 @@ HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all lib seed demo test tests examples clean
+.PHONY: all lib seed demo test tests examples bench clean
 all: lib $(BUILD)/ndgrad-inspect
 
 lib: $(BUILD)/libndgrad.a $(BUILD)/libndgrad.so
@@ -58,6 +63,13 @@ tests: $(TEST_BIN) $(BUILD)/libndgrad.so
 
 test: $(BUILD)/libndgrad.so $(EXAMPLES)
 	@./tests/run_all.sh $(BUILD)
+
+$(BUILD)/bench_ndgrad: bench/bench_ndgrad.c examples/gpt_model.h $(BUILD)/libndgrad.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS) -ldl
+
+# Benchmarks side by side with PyTorch, 1 and 2 threads; writes $(BUILD)/bench.json.
+bench: $(BUILD)/bench_ndgrad $(BUILD)/libndgrad.so
+	/usr/bin/python3 bench/run_bench.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

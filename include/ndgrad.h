@@ -404,6 +404,13 @@ nd_tensor *nd_matmul(nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_mm(nd_tensor *a, nd_tensor *b);     /* [n,k] @ [k,m] only */
 nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
 
+/* ---------------------------------------------------------------- threads --------------- */
+/* ndgrad's compute threads: one pool for the process, whose workers sleep when idle. The default
+ * is NDGRAD_NUM_THREADS, else the number of online CPUs; small ops run on the calling thread.
+ * Results do not depend on the thread count. */
+nd_status nd_set_num_threads(int n);
+int nd_get_num_threads(void);
+
 /* ---------------------------------------------------------------- neural networks ------- */
 
 typedef enum nd_reduction { ND_REDUCTION_MEAN, ND_REDUCTION_SUM, ND_REDUCTION_NONE } nd_reduction;

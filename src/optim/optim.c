@@ -1,6 +1,7 @@
 /* Optimizers with torch.optim's update rules, operation for operation, so ten steps match
  * PyTorch to float rounding. Updates run as plain loops over each parameter's contiguous data:
  * no graph, no temporaries. State lives in tensors, so it can be saved with the weights. */
+#include "backend/cpu/threads.h"
 #include "ops/common.h"
 
 #include <math.h>
@@ -221,13 +222,18 @@ nd_status nd_optimizer_step(nd_optimizer *o)
             return nd_fail_status(ND_ERR_SHAPE, "%s: gradient of parameter %d does not match it", name, i);
     }
     int64_t *steps = o->steps->storage->data;
+    /* Moments of rarely-updated weights decay into the subnormal range, where x86 arithmetic is
+     * many times slower: the updates run with flush-to-zero, as the compute threads do. */
+    unsigned fp_mode = nd_fp_mode_save_and_flush();
     for (int i = 0; i < o->n; i++) {
         nd_tensor *p = o->params[i], *g = p->grad;
         if (!g)
             continue; /* no gradient: PyTorch skips the parameter */
         nd_tensor *gc = nd_is_contiguous(g) ? g : nd_k_copy(g, g->dtype);
-        if (!gc)
+        if (!gc) {
+            nd_fp_mode_restore(fp_mode);
             return nd_last_status();
+        }
         int64_t n = nd_numel(p);
         bool f32 = p->dtype == ND_FLOAT32;
         void *pp = nd_data_ptr(p), *gp = nd_data_ptr(gc);
@@ -259,6 +265,7 @@ nd_status nd_optimizer_step(nd_optimizer *o)
         if (gc != g)
             nd_unref(gc);
     }
+    nd_fp_mode_restore(fp_mode);
     return ND_OK;
 }
 

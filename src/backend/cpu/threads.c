@@ -1,0 +1,209 @@
+/* The one thread pool. The calling thread takes part in every parallel region; workers sleep on
+ * a condition variable between regions (they never spin, so they cannot starve another pool or
+ * the caller on a 2-core machine). Compute threads flush denormals to zero (FTZ/DAZ), because
+ * arithmetic on subnormal numbers is many times slower on x86. Work is split into contiguous
+ * chunks by index, so which thread computes what never changes a result. */
+#define _POSIX_C_SOURCE 200809L
+#include "backend/cpu/threads.h"
+#include "core/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+enum { MAX_THREADS = 64 };
+
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    pthread_t workers[MAX_THREADS];
+    int n_workers;           /* started workers (threads - 1) */
+    int wanted;              /* configured thread count */
+    uint64_t generation;     /* bumped for every region */
+    int pending;             /* workers still running the current region */
+    bool stopping;
+    /* the current region */
+    nd_parallel_fn fn;
+    void *ctx;
+    int64_t n;
+    int chunks;
+} pool;
+
+static pool the_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, false,
+                        NULL, NULL, 0, 0};
+static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER; /* one region at a time */
+static ND_THREAD_LOCAL bool inside_region;
+
+void nd_enable_flush_denormals(void)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+#endif
+}
+
+unsigned nd_fp_mode_save_and_flush(void)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040);
+    return old;
+#else
+    return 0;
+#endif
+}
+
+void nd_fp_mode_restore(unsigned saved)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    _mm_setcsr(saved);
+#else
+    (void)saved;
+#endif
+}
+
+static void run_chunk(nd_parallel_fn fn, void *ctx, int64_t n, int chunks, int c)
+{
+    int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    if (begin < end)
+        fn(ctx, begin, end, c);
+}
+
+static void *worker_main(void *arg)
+{
+    int index = (int)(intptr_t)arg; /* worker i runs chunk i + 1; the caller runs chunk 0 */
+    nd_enable_flush_denormals();
+    uint64_t seen = 0;
+    pthread_mutex_lock(&the_pool.lock);
+    for (;;) {
+        while (!the_pool.stopping && the_pool.generation == seen)
+            pthread_cond_wait(&the_pool.wake, &the_pool.lock);
+        if (the_pool.stopping)
+            break;
+        seen = the_pool.generation;
+        nd_parallel_fn fn = the_pool.fn;
+        void *ctx = the_pool.ctx;
+        int64_t n = the_pool.n;
+        int chunks = the_pool.chunks;
+        pthread_mutex_unlock(&the_pool.lock);
+        if (index + 1 < chunks)
+            run_chunk(fn, ctx, n, chunks, index + 1);
+        pthread_mutex_lock(&the_pool.lock);
+        if (--the_pool.pending == 0)
+            pthread_cond_signal(&the_pool.done);
+    }
+    pthread_mutex_unlock(&the_pool.lock);
+    return NULL;
+}
+
+static void stop_workers(void)
+{
+    pthread_mutex_lock(&the_pool.lock);
+    the_pool.stopping = true;
+    pthread_cond_broadcast(&the_pool.wake);
+    pthread_mutex_unlock(&the_pool.lock);
+    for (int i = 0; i < the_pool.n_workers; i++)
+        pthread_join(the_pool.workers[i], NULL);
+    the_pool.n_workers = 0;
+    the_pool.stopping = false;
+}
+
+static int default_threads(void)
+{
+    const char *env = getenv("NDGRAD_NUM_THREADS");
+    if (env && *env) {
+        long v = strtol(env, NULL, 10);
+        if (v >= 1 && v <= MAX_THREADS)
+            return (int)v;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus >= 1 && cpus <= MAX_THREADS ? (int)cpus : 1;
+}
+
+int nd_get_num_threads(void)
+{
+    pthread_mutex_lock(&region_lock);
+    if (the_pool.wanted == 0)
+        the_pool.wanted = default_threads();
+    int n = the_pool.wanted;
+    pthread_mutex_unlock(&region_lock);
+    return n;
+}
+
+nd_status nd_set_num_threads(int n)
+{
+    if (n < 1 || n > MAX_THREADS)
+        return nd_fail_status(ND_ERR_VALUE, "nd_set_num_threads: expected 1 to %d threads, got %d", MAX_THREADS, n);
+    if (inside_region)
+        return nd_fail_status(ND_ERR_STATE, "nd_set_num_threads: cannot be called from inside a parallel region");
+    pthread_mutex_lock(&region_lock);
+    if (the_pool.n_workers != n - 1 && the_pool.n_workers > 0)
+        stop_workers(); /* restarted lazily at the next region with the new size */
+    the_pool.wanted = n;
+    pthread_mutex_unlock(&region_lock);
+    return ND_OK;
+}
+
+static bool start_workers(int count)
+{
+    for (int i = the_pool.n_workers; i < count; i++) {
+        if (pthread_create(&the_pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
+            return false;
+        the_pool.n_workers = i + 1;
+    }
+    return true;
+}
+
+void nd_parallel_for(int64_t n, int64_t min_per_chunk, nd_parallel_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    int threads = nd_get_num_threads();
+    int64_t by_size = min_per_chunk > 0 ? n / min_per_chunk : n;
+    int chunks = (int)(by_size < threads ? (by_size < 1 ? 1 : by_size) : threads);
+    /* Small work, a single thread, or a nested call: run inline on the calling thread. */
+    if (chunks <= 1 || inside_region || pthread_mutex_trylock(&region_lock) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    if (the_pool.n_workers < threads - 1 && !start_workers(threads - 1)) {
+        if (the_pool.n_workers == 0) {
+            pthread_mutex_unlock(&region_lock);
+            fn(ctx, 0, n, 0);
+            return;
+        }
+    }
+    if (chunks > the_pool.n_workers + 1)
+        chunks = the_pool.n_workers + 1;
+    pthread_mutex_lock(&the_pool.lock);
+    the_pool.fn = fn;
+    the_pool.ctx = ctx;
+    the_pool.n = n;
+    the_pool.chunks = chunks;
+    the_pool.pending = the_pool.n_workers;
+    the_pool.generation++;
+    pthread_cond_broadcast(&the_pool.wake);
+    pthread_mutex_unlock(&the_pool.lock);
+
+    inside_region = true;
+    unsigned fp = nd_fp_mode_save_and_flush();
+    run_chunk(fn, ctx, n, chunks, 0);
+    nd_fp_mode_restore(fp);
+    inside_region = false;
+
+    pthread_mutex_lock(&the_pool.lock);
+    while (the_pool.pending > 0)
+        pthread_cond_wait(&the_pool.done, &the_pool.lock);
+    pthread_mutex_unlock(&the_pool.lock);
+    pthread_mutex_unlock(&region_lock);
+}
+
+int nd_parallel_chunks(int64_t n, int64_t min_per_chunk)
+{
+    int threads = nd_get_num_threads();
+    int64_t by_size = min_per_chunk > 0 ? n / min_per_chunk : n;
+    return (int)(by_size < threads ? (by_size < 1 ? 1 : by_size) : threads);
+}

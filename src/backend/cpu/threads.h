@@ -1,0 +1,19 @@
+/* The CPU backend's thread pool (the one documented piece of process-wide state besides the
+ * error slot and grad mode): see threads.c. */
+#ifndef ND_THREADS_H
+#define ND_THREADS_H
+
+#include <stdint.h>
+
+/* Runs fn(ctx, begin, end, chunk) over contiguous chunks of [0, n), at most one chunk per thread
+ * and none smaller than min_per_chunk items; the calling thread runs chunk 0. */
+typedef void (*nd_parallel_fn)(void *ctx, int64_t begin, int64_t end, int chunk);
+void nd_parallel_for(int64_t n, int64_t min_per_chunk, nd_parallel_fn fn, void *ctx);
+/* How many chunks nd_parallel_for would use. */
+int nd_parallel_chunks(int64_t n, int64_t min_per_chunk);
+/* Flush-to-zero / denormals-are-zero for the calling thread, permanently or around a region. */
+void nd_enable_flush_denormals(void);
+unsigned nd_fp_mode_save_and_flush(void);
+void nd_fp_mode_restore(unsigned saved);
+
+#endif

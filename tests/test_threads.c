@@ -1,0 +1,167 @@
+/* Threads: results do not depend on the thread count, the pool is configurable and safe to use
+ * from several caller threads, and optimizer state flushes denormals instead of going subnormal. */
+#include "harness.h"
+
+#include <float.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+static double *values(nd_tensor *t, int64_t *n)
+{
+    *n = nd_numel(t);
+    double *v = malloc((size_t)*n * sizeof *v + 1);
+    nd_copy_out(t, v, (size_t)*n * sizeof *v, ND_FLOAT64);
+    return v;
+}
+
+/* The same computation at 1 and 2 threads, compared bit for bit. */
+static bool same_at_1_and_2(nd_tensor *(*compute)(void))
+{
+    double *r[2];
+    int64_t n[2];
+    for (int t = 1; t <= 2; t++) {
+        nd_set_num_threads(t);
+        nd_scope_begin();
+        nd_manual_seed(11);
+        nd_tensor *out = compute();
+        r[t - 1] = out ? values(out, &n[t - 1]) : NULL;
+        nd_scope_end();
+    }
+    nd_set_num_threads(2);
+    bool same = r[0] && r[1] && n[0] == n[1] && memcmp(r[0], r[1], (size_t)n[0] * sizeof(double)) == 0;
+    free(r[0]);
+    free(r[1]);
+    return same;
+}
+
+static nd_tensor *big_matmul(void)
+{
+    nd_tensor *a = nd_randn(ND_FLOAT32, ND_SHAPE(301, 517)), *b = nd_randn(ND_FLOAT32, ND_SHAPE(517, 263));
+    return nd_mm(a, b);
+}
+
+static nd_tensor *transposed_matmul(void)
+{
+    nd_tensor *a = nd_randn(ND_FLOAT64, ND_SHAPE(400, 300)), *b = nd_randn(ND_FLOAT64, ND_SHAPE(200, 400));
+    return nd_mm(nd_t(a), nd_t(b));
+}
+
+static nd_tensor *batched(void)
+{
+    nd_tensor *a = nd_randn(ND_FLOAT32, ND_SHAPE(3, 130, 70)), *b = nd_randn(ND_FLOAT32, ND_SHAPE(3, 70, 90));
+    return nd_bmm(a, b);
+}
+
+static nd_tensor *training_steps(void)
+{
+    nd_tensor *w = nd_mul_scalar(nd_randn(ND_FLOAT32, ND_SHAPE(784, 256)), 0.05);
+    nd_tensor *v = nd_mul_scalar(nd_randn(ND_FLOAT32, ND_SHAPE(256, 10)), 0.05);
+    nd_set_requires_grad(w, true);
+    nd_set_requires_grad(v, true);
+    nd_tensor *x = nd_rand(ND_FLOAT32, ND_SHAPE(128, 784));
+    int64_t lab[128];
+    for (int i = 0; i < 128; i++)
+        lab[i] = (i * 7) % 10;
+    nd_tensor *y = nd_from_i64(lab, ND_SHAPE(128));
+    nd_tensor *params[2] = {w, v};
+    nd_optimizer *opt = nd_adam_new(2, params, 1e-2, 0.9, 0.999, 1e-8, 0);
+    for (int s = 0; s < 5; s++) {
+        nd_scope_begin();
+        nd_backward(nd_cross_entropy(nd_matmul(nd_relu(nd_matmul(x, w)), v), y, NULL, -100, ND_REDUCTION_MEAN, 0));
+        nd_optimizer_step(opt);
+        nd_optimizer_zero_grad(opt);
+        nd_scope_end();
+    }
+    nd_optimizer_free(opt);
+    return nd_cat(2, (nd_tensor *[]){nd_flatten(w, 0, -1), nd_flatten(v, 0, -1)}, 0);
+}
+
+TEST(results_do_not_depend_on_the_thread_count)
+{
+    CHECK(same_at_1_and_2(big_matmul));
+    CHECK(same_at_1_and_2(transposed_matmul));
+    CHECK(same_at_1_and_2(batched));
+    CHECK(same_at_1_and_2(training_steps));
+}
+
+TEST(thread_count_is_configurable)
+{
+    CHECK(nd_set_num_threads(0) == ND_ERR_VALUE);
+    CHECK(nd_set_num_threads(100000) == ND_ERR_VALUE);
+    CHECK(nd_set_num_threads(3) == ND_OK && nd_get_num_threads() == 3);
+    nd_scope_begin();
+    nd_tensor *a = nd_randn(ND_FLOAT32, ND_SHAPE(200, 200));
+    nd_tensor *c3 = nd_mm(a, a);
+    nd_set_num_threads(1);
+    nd_tensor *c1 = nd_mm(a, a);
+    CHECK(nd_item(nd_sum(nd_ne(c1, c3))) == 0);
+    nd_scope_end();
+    nd_set_num_threads(2);
+}
+
+static void *caller(void *arg)
+{
+    nd_scope_begin();
+    nd_manual_seed((uint64_t)(intptr_t)arg);
+    nd_tensor *a = nd_randn(ND_FLOAT32, ND_SHAPE(180, 180));
+    nd_tensor *c = nd_mm(a, a);
+    /* Compare with a product computed element by element. */
+    double got, want = 0;
+    int64_t idx[2] = {17, 101};
+    nd_get(c, idx, &got);
+    for (int64_t k = 0; k < 180; k++) {
+        double x, y;
+        nd_get(a, (const int64_t[]){17, k}, &x);
+        nd_get(a, (const int64_t[]){k, 101}, &y);
+        want += x * y;
+    }
+    nd_scope_end();
+    return (void *)(intptr_t)(fabs(got - want) < 1e-3);
+}
+
+TEST(several_callers_share_the_pool_safely)
+{
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, caller, (void *)(intptr_t)(i + 1));
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(th[i], &ok);
+        CHECK(ok == (void *)1);
+    }
+}
+
+TEST(adam_state_flushes_denormals)
+{
+    /* One gradient, then many zero gradients: the first moment decays by beta1 every step and
+     * would go subnormal after ~800 steps; with flush-to-zero it becomes exactly 0 instead. */
+    nd_tensor *w = nd_ones(ND_FLOAT32, ND_SHAPE(4));
+    nd_set_requires_grad(w, true);
+    nd_optimizer *opt = nd_adam_new(1, &w, 1e-3, 0.9, 0.999, 1e-8, 0);
+    nd_param_list *state = nd_params_new();
+    nd_optimizer_state(opt, "opt", state);
+    for (int s = 0; s < 1000; s++) {
+        nd_scope_begin();
+        nd_tensor *loss = nd_sum(nd_mul_scalar(w, s == 0 ? 1.0 : 0.0));
+        nd_backward(loss);
+        nd_optimizer_step(opt);
+        nd_optimizer_zero_grad(opt);
+        nd_scope_end();
+    }
+    nd_tensor *m = nd_params_find(state, "opt.0.exp_avg");
+    float v[4];
+    nd_copy_out(m, v, sizeof v, ND_FLOAT32);
+    for (int i = 0; i < 4; i++)
+        CHECK(v[i] == 0.0f || fabsf(v[i]) >= FLT_MIN);
+    nd_params_free(state);
+    nd_optimizer_free(opt);
+    nd_release(w);
+}
+
+void run_suite(void)
+{
+    RUN(results_do_not_depend_on_the_thread_count);
+    RUN(thread_count_is_configurable);
+    RUN(several_callers_share_the_pool_safely);
+    RUN(adam_state_flushes_denormals);
+}
