@@ -229,12 +229,41 @@ static nd_status run_node(pass *ps, nd_node *n)
     return st;
 }
 
+/* The traversal's arrays are kept per thread between passes (grow-only), so a steady-state
+ * backward pass allocates nothing; a nested pass (rare) uses arrays of its own. */
+typedef struct engine_scratch {
+    node_vec seen, stack, ready;
+    nd_tensor **leaves;
+    size_t cap_leaves;
+    int depth;
+} engine_scratch;
+
+static ND_THREAD_LOCAL engine_scratch scratch;
+
+void nd_engine_scratch_release(void)
+{
+    if (scratch.depth)
+        return;
+    free(scratch.seen.items);
+    free(scratch.stack.items);
+    free(scratch.ready.items);
+    free(scratch.leaves);
+    memset(&scratch, 0, sizeof scratch);
+}
+
 static nd_status run_backward(const char *op, int n_roots, nd_tensor *const *roots, nd_tensor *const *root_grads,
                               bool create_graph, capture *cap)
 {
     uint64_t epoch = atomic_fetch_add(&epoch_counter, 1);
+    bool reuse = scratch.depth++ == 0;
     node_vec seen = {0}, stack = {0};
     pass ps = {op, create_graph, cap, {0}, NULL, 0, 0};
+    if (reuse) {
+        seen = scratch.seen, stack = scratch.stack, ps.ready = scratch.ready;
+        seen.count = stack.count = ps.ready.count = 0;
+        ps.leaves = scratch.leaves;
+        ps.cap_leaves = scratch.cap_leaves;
+    }
     nd_status st = ND_OK;
 
     /* Discover reachable nodes and count the edges into each. */
@@ -314,10 +343,17 @@ static nd_status run_backward(const char *op, int n_roots, nd_tensor *const *roo
         nd_unref(seen.items[i]->grad_acc);
         seen.items[i]->grad_acc = NULL;
     }
-    free(seen.items);
-    free(stack.items);
-    free(ps.ready.items);
-    free(ps.leaves);
+    scratch.depth--;
+    if (reuse) {
+        scratch.seen = seen, scratch.stack = stack, scratch.ready = ps.ready;
+        scratch.leaves = ps.leaves;
+        scratch.cap_leaves = ps.cap_leaves;
+    } else {
+        free(seen.items);
+        free(stack.items);
+        free(ps.ready.items);
+        free(ps.leaves);
+    }
     return st;
 }
 

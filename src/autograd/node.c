@@ -39,8 +39,7 @@ nd_node *nd_record(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inp
     *failed = false;
     if (!nd_grad_needed(n_inputs, inputs) || !nd_dtype_is_float(out->dtype))
         return NULL;
-    size_t bytes = sizeof(nd_node) + (size_t)n_inputs * (sizeof(nd_tensor *) + sizeof(uint64_t));
-    nd_node *node = calloc(1, bytes);
+    nd_node *node = nd_mem_alloc(nd_node_bytes(n_inputs), true);
     if (!node) {
         *failed = true;
         nd_fail(ND_ERR_NOMEM, "out of memory recording a graph node for %s", nd_op_table[op].grad_fn_name);

@@ -41,5 +41,12 @@ bool nd_node_save(nd_node *node, int slot, const nd_tensor *t);
 nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out);
 
 void nd_count_backward(int op);
+/* Bytes of a node with n inputs (the node and its input arrays are one block). */
+static inline size_t nd_node_bytes(int n_inputs)
+{
+    return sizeof(nd_node) + (size_t)n_inputs * (sizeof(nd_tensor *) + sizeof(uint64_t));
+}
+void nd_engine_scratch_release(void);
+void nd_mem_trim(void);
 
 #endif

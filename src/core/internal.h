@@ -101,6 +101,14 @@ bool nd_grad_needed(int n, nd_tensor *const *inputs);     /* grad mode on and an
 /* Checks a dims list against ndim: fills mask[ndim]; false (error recorded) on a bad or repeated dim. */
 bool nd_dims_mask(const char *op, int ndim, int ndims, const int64_t *dims, bool *mask);
 
+/* ---- memory recycling (alloc.c) ---- */
+/* Blocks from the calling thread's size-class free lists (malloc when empty); zeroed if asked.
+ * nd_mem_free must be given the same size. */
+void *nd_mem_alloc(size_t nbytes, bool zero);
+void nd_mem_free(void *p, size_t nbytes);
+/* Frees the calling thread's reusable scratch arrays (scopes, backward traversal). */
+void nd_scratch_release(void);
+
 /* ---- live counters ---- */
 extern atomic_llong nd_live_tensor_count;
 extern atomic_llong nd_live_storage_count;

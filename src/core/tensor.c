@@ -93,13 +93,13 @@ bool nd_dims_mask(const char *op, int ndim, int ndims, const int64_t *dims, bool
 
 static nd_storage *storage_new(size_t nbytes, bool zero)
 {
-    nd_storage *s = malloc(sizeof *s);
+    nd_storage *s = nd_mem_alloc(sizeof *s, false);
     if (!s)
         return NULL;
-    /* Never a zero-byte malloc: empty tensors still get a valid pointer. */
-    s->data = zero ? calloc(1, nbytes ? nbytes : 1) : malloc(nbytes ? nbytes : 1);
+    /* Never a zero-byte block: empty tensors still get a valid pointer. */
+    s->data = nd_mem_alloc(nbytes ? nbytes : 1, zero);
     if (!s->data) {
-        free(s);
+        nd_mem_free(s, sizeof *s);
         return NULL;
     }
     s->nbytes = nbytes;
@@ -112,15 +112,15 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
 static void storage_unref(nd_storage *s)
 {
     if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
-        free(s->data);
-        free(s);
+        nd_mem_free(s->data, s->nbytes ? s->nbytes : 1);
+        nd_mem_free(s, sizeof *s);
         atomic_fetch_sub(&nd_live_storage_count, 1);
     }
 }
 
 static nd_tensor *tensor_struct_new(void)
 {
-    nd_tensor *t = calloc(1, sizeof *t);
+    nd_tensor *t = nd_mem_alloc(sizeof *t, true);
     if (!t)
         return NULL;
     atomic_init(&t->refcount, 1);
@@ -178,7 +178,7 @@ nd_tensor *nd_alloc_named(const char *name, nd_dtype dtype, int ndim, const int6
         return nd_fail(ND_ERR_NOMEM, "out of memory allocating a tensor");
     t->storage = storage_new(nbytes, zero);
     if (!t->storage) {
-        free(t);
+        nd_mem_free(t, sizeof *t);
         atomic_fetch_sub(&nd_live_tensor_count, 1);
         char b[ND_SHAPE_BUF];
         return nd_fail(ND_ERR_NOMEM, "out of memory allocating %zu bytes for shape %s", nbytes,
@@ -239,7 +239,7 @@ void nd_unref(nd_tensor *t)
                 dead_tensors = g;
             }
             storage_unref(x->storage);
-            free(x);
+            nd_mem_free(x, sizeof *x);
             atomic_fetch_sub(&nd_live_tensor_count, 1);
         } else {
             nd_node *n = dead_nodes;
@@ -253,7 +253,7 @@ void nd_unref(nd_tensor *t)
                     dead_tensors = in;
                 }
             }
-            free(n);
+            nd_mem_free(n, nd_node_bytes(n->n_inputs));
             atomic_fetch_sub(&nd_live_node_count, 1);
         }
     }
@@ -310,15 +310,24 @@ nd_status nd_scope_end(void)
     while (scopes.count > mark) {
         nd_unref(scopes.items[--scopes.count]);
     }
+    return ND_OK; /* the arrays stay for the next step; nd_scratch_release returns them */
+}
+
+void nd_scratch_release(void)
+{
     if (scopes.depth == 0) {
-        /* Give the memory back when the thread leaves its last scope. */
         free(scopes.items);
         free(scopes.marks);
         scopes.items = NULL;
         scopes.marks = NULL;
         scopes.count = scopes.cap = scopes.marks_cap = 0;
     }
-    return ND_OK;
+    nd_engine_scratch_release();
+}
+
+void nd_release_cached_memory(void)
+{
+    nd_mem_trim();
 }
 
 nd_tensor *nd_register(nd_tensor *t)
