@@ -10,6 +10,14 @@ static inline bool nd_dtype_is_float_(nd_dtype d) { return d == ND_FLOAT32 || d 
 
 typedef void (*inner_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
 
+/* Each inner loop is compiled for AVX-512, AVX2+FMA and baseline x86-64, and the loader picks the
+ * best one for the CPU (ifunc dispatch), so one binary is fast everywhere and runs anywhere. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 /* Walks every dim but the last, calling the inner loop once per row of the last dim. */
 static void drive(const nd_iter *it, inner_fn fn)
 {
@@ -41,7 +49,7 @@ static void drive(const nd_iter *it, inner_fn fn)
 /* ------------------------------------------------------------------ binary */
 
 #define BINARY_KERNEL(NAME, T, OT, EXPR)                                                              \
-    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                 \
         OT *O = (OT *)o;                                                                              \
         if (so == (int64_t)sizeof(OT) && sa == (int64_t)sizeof(T) && sb == (int64_t)sizeof(T)) {     \
@@ -160,7 +168,7 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
 /* ------------------------------------------------------------------ unary */
 
 #define UNARY_KERNEL(NAME, T, EXPR)                                                                    \
-    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         const double *P = (const double *)b; /* the op's parameters ride in operand 2 */               \
         (void)P;                                                                                       \
@@ -180,13 +188,55 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
         }                                                                                              \
     }
 
+/* float32 exp in straight-line arithmetic the compiler can vectorise (libm's expf is a call
+ * per element): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its Taylor
+ * polynomial to r^7 (error < 1e-8 relative), and 2^n built in the exponent bits. About 1 ulp. */
+static inline float fast_expf(float x)
+{
+    /* Branch-free so loops vectorise: NaN is carried through a select, not a test. */
+    bool nan = x != x;
+    float xc = nan ? 0.0f : x < -104.0f ? -104.0f : x > 88.72f ? 88.72f : x; /* e^-104 rounds to 0 */
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f + r * (8.33333333e-3f +
+                                                                                       r * (1.38888889e-3f + r * 1.98412698e-4f))))));
+    /* 2^n for n >= -126 in the exponent field; below that, two steps keep subnormals right. */
+    int32_t k = (int32_t)n;
+    int32_t k1 = k < -126 ? -126 : k, k2 = k - k1;
+    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    float result = p * s1 * s2;
+    return nan ? x : result;
+}
+
+/* tanh from fast_expf: an odd series near 0 (where 1 - 2/(e^2x + 1) would cancel), the
+ * exponential form elsewhere (it reaches exactly 1 for large |x|); both computed, one selected,
+ * so the loop stays vectorised. */
+static inline float fast_tanhf(float x)
+{
+    float a = x < 0 ? -x : x;
+    float x2 = a * a;
+    float series = a * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
+    float expo = 1.0f - 2.0f / (fast_expf(2.0f * (a < 20.0f ? a : 20.0f)) + 1.0f);
+    float t = a < 0.25f ? series : expo;
+    t = x < 0 ? -t : t;
+    return x != x ? x : t;
+}
+
+static inline float gelu_tanh_f(float x)
+{
+    return 0.5f * x * (1.0f + fast_tanhf(0.797884560802865f * (x + 0.044715f * x * x * x)));
+}
+
 /* sigmoid without overflow: exp of a non-positive number only. */
 static inline float sigmoid_f(float x)
 {
-    if (x >= 0)
-        return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+    float e = fast_expf(x < 0 ? x : -x); /* e^-|x| never overflows */
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 static inline double sigmoid_d(double x)
 {
@@ -204,7 +254,7 @@ static inline double sigmoid_d(double x)
 #define SIGN_(x) ((x) > 0 ? 1 : (x) < 0 ? -1 : 0) /* NaN gives 0, as torch.sign */
 #define CLAMP_(x, T) ((x) != (x) ? (x) : (x) < (T)P[0] ? (T)P[0] : (x) > (T)P[1] ? (T)P[1] : (x))
 
-#define FLOAT_UNARIES(S, T, EXP, LOG, TANH, SIGMOID, SQRT, FABS, SIN, COS, LOG1P, EXPM1, ERF)         \
+#define FLOAT_UNARIES(S, T, EXP, LOG, TANH, SIGMOID, SQRT, FABS, SIN, COS, LOG1P, EXPM1, ERF, GELU_TANH) \
     UNARY_KERNEL(neg_##S, T, -x)                                                                      \
     UNARY_KERNEL(relu_##S, T, x < 0 ? (T)0 : x) /* NaN and -0. pass through, as in PyTorch */         \
     UNARY_KERNEL(exp_##S, T, EXP(x))                                                                  \
@@ -223,7 +273,7 @@ static inline double sigmoid_d(double x)
     UNARY_KERNEL(sign_##S, T, (T)SIGN_(x))                                                            \
     UNARY_KERNEL(reciprocal_##S, T, (T)1 / x)                                                         \
     UNARY_KERNEL(gelu_##S, T, (T)GELU_(x, ERF))                                                       \
-    UNARY_KERNEL(gelu_tanh_##S, T, (T)GELU_TANH_(x, TANH))                                            \
+    UNARY_KERNEL(gelu_tanh_##S, T, (T)GELU_TANH(x))                                                   \
     UNARY_KERNEL(silu_##S, T, x * SIGMOID(x))                                                         \
     UNARY_KERNEL(softplus_##S, T, (T)SOFTPLUS_(x, LOG1P, EXP))                                        \
     UNARY_KERNEL(leaky_relu_##S, T, x > 0 ? x : (T)(x * P[0]))                                        \
@@ -231,8 +281,9 @@ static inline double sigmoid_d(double x)
     UNARY_KERNEL(hardtanh_##S, T, CLAMP_(x, T))                                                       \
     UNARY_KERNEL(clamp_##S, T, CLAMP_(x, T))
 
-FLOAT_UNARIES(f32, float, expf, logf, tanhf, sigmoid_f, sqrtf, fabsf, sinf, cosf, log1pf, expm1f, erff)
-FLOAT_UNARIES(f64, double, exp, log, tanh, sigmoid_d, sqrt, fabs, sin, cos, log1p, expm1, erf)
+#define GELU_TANH_D(x) GELU_TANH_(x, tanh)
+FLOAT_UNARIES(f32, float, fast_expf, logf, fast_tanhf, sigmoid_f, sqrtf, fabsf, sinf, cosf, log1pf, expm1f, erff, gelu_tanh_f)
+FLOAT_UNARIES(f64, double, exp, log, tanh, sigmoid_d, sqrt, fabs, sin, cos, log1p, expm1, erf, GELU_TANH_D)
 
 /* Integer clamp bounds: +-inf and values past the int64 range saturate. */
 static inline int64_t clamp_i64(int64_t x, double lo, double hi)
@@ -298,7 +349,7 @@ static inline int64_t to_i64(double v)
 }
 
 #define CAST_KERNEL(NAME, FT, TT, EXPR)                                                                \
-    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         (void)b;                                                                                       \
         (void)sb;                                                                                      \
@@ -347,7 +398,7 @@ static void cpu_cast(nd_dtype to, nd_dtype from, const nd_iter *it) { drive(it, 
 /* ------------------------------------------------------------------ sum */
 
 #define ACC_KERNEL(NAME, T, AT)                                                                        \
-    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         (void)b;                                                                                       \
         (void)sb;                                                                                      \
@@ -523,6 +574,19 @@ static void row_float(char *const *p, void *vctx)
         }
         double shift = c->op == ND_ROW_LOGSUMEXP && isinf(m) ? 0 : m; /* keeps +-inf rows exact */
         double sum = 0;
+        if (c->dtype == ND_FLOAT32 && c->op == ND_ROW_SOFTMAX && c->in_stride == 4 && c->out_stride == 4) {
+            /* float32 softmax: vectorised exponentials written once, then scaled */
+            const float *xi = (const float *)in;
+            float *yo = (float *)p[0], fs = (float)shift, fsum = 0;
+            for (int64_t i = 0; i < n; i++) {
+                yo[i] = fast_expf(xi[i] - fs);
+                fsum += yo[i];
+            }
+            float inv = 1.0f / fsum;
+            for (int64_t i = 0; i < n; i++)
+                yo[i] *= inv;
+            break;
+        }
         for (int64_t i = 0; i < n; i++)
             sum += exp(LOADV(in, i) - shift);
         if (c->op == ND_ROW_LOGSUMEXP) {
