@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -373,11 +372,19 @@ static double gpt_step(int steps)
     return median(t, steps);
 }
 
+/* Peak resident memory of this process image: VmHWM, which starts afresh at exec (ru_maxrss
+ * would carry over the peak of the process that forked us). */
 static double peak_rss_mb(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024.0;
 }
 
 int main(int argc, char **argv)

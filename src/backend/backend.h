@@ -20,8 +20,9 @@ typedef struct nd_iter {
 void nd_iter_init(nd_iter *it, int ndim, const int64_t *shape, int nops, char *const *ptrs,
                   const int64_t *const *elem_strides, const size_t *elem_sizes);
 
-#define ND_BINOP_LIST(X) X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAXIMUM) X(MINIMUM) \
-    X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
+/* GELU_GRAD / GELU_TANH_GRAD: out = b * gelu'(a), the fused backward of GELU (float only). */
+#define ND_BINOP_LIST(X) X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAXIMUM) X(MINIMUM) X(GELU_GRAD) \
+    X(GELU_TANH_GRAD) X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
 typedef enum nd_binop {
 #define ND_BINOP_ENUM_(e) ND_BIN_##e,
     ND_BINOP_LIST(ND_BINOP_ENUM_)

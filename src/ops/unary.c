@@ -3,6 +3,7 @@
 #include "ops/common.h"
 
 #include <math.h>
+#include <string.h>
 
 #define IN0 (node->inputs[0])
 #define DONE(expr) return (gi[0] = (expr)) ? ND_OK : nd_last_status()
@@ -87,8 +88,22 @@ nd_tensor *nd_gelu(nd_tensor *a, bool tanh_approximation)
                               : nd_unary_op("nd_gelu", ND_OP_GELU, ND_UN_GELU, a);
 }
 
+/* Without a graph to record, GELU's backward is one fused pass: g * gelu'(a). */
+static nd_tensor *fused_gelu_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g)
+{
+    if (nd_is_grad_enabled() || g->dtype != a->dtype || g->ndim != a->ndim ||
+        memcmp(g->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim) != 0)
+        return NULL;
+    nd_tensor *out = nd_alloc(a->dtype, a->ndim, a->shape, false);
+    if (out)
+        nd_k_binary_into(kernel, out, a, g);
+    return nd_register(out);
+}
+
 nd_status nd_bw_gelu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
+    if ((gi[0] = fused_gelu_grad(ND_BIN_GELU_GRAD, IN0, g)))
+        return ND_OK;
     nd_tensor *a = IN0;
     nd_tensor *cdf = nd_mul_scalar(nd_add_scalar(nd_erf(nd_mul_scalar(a, 0.70710678118654752440)), 1.0), 0.5);
     nd_tensor *pdf = nd_mul_scalar(nd_exp(nd_mul_scalar(nd_square(a), -0.5)), 0.3989422804014327);
@@ -97,6 +112,8 @@ nd_status nd_bw_gelu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 
 nd_status nd_bw_gelu_tanh(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
+    if ((gi[0] = fused_gelu_grad(ND_BIN_GELU_TANH_GRAD, IN0, g)))
+        return ND_OK;
     const double k = 0.7978845608028654, c = 0.044715;
     nd_tensor *a = IN0;
     nd_tensor *a2 = nd_square(a);

@@ -116,6 +116,24 @@ static inline int64_t ipow(int64_t base, int64_t e)
 FLOAT_BINARIES(f32, float, powf)
 FLOAT_BINARIES(f64, double, pow)
 
+/* GELU derivatives. Exact: Φ(x) + x φ(x). Tanh form: with t = tanh(k (x + c x³)),
+ * 0.5 (1 + t) + 0.5 x (1 - t²) k (1 + 3 c x²). */
+static inline double gelu_deriv_d(double x)
+{
+    return 0.5 * (1.0 + erf(x * 0.70710678118654752)) + x * 0.3989422804014327 * exp(-0.5 * x * x);
+}
+static inline double gelu_tanh_deriv_d(double x)
+{
+    const double k = 0.7978845608028654, c = 0.044715;
+    double t = tanh(k * (x + c * x * x * x));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x);
+}
+static inline float gelu_tanh_deriv_f(float x);
+BINARY_KERNEL(gelu_grad_f32, float, float, (float)gelu_deriv_d(x) * y)
+BINARY_KERNEL(gelu_grad_f64, double, double, gelu_deriv_d(x) * y)
+BINARY_KERNEL(gelu_tanh_grad_f32, float, float, gelu_tanh_deriv_f(x) * y)
+BINARY_KERNEL(gelu_tanh_grad_f64, double, double, gelu_tanh_deriv_d(x) * y)
+
 /* Integer arithmetic wraps through unsigned math, as PyTorch's does in practice, never UB. */
 BINARY_KERNEL(add_i64, int64_t, int64_t, (int64_t)((uint64_t)x + (uint64_t)y))
 BINARY_KERNEL(sub_i64, int64_t, int64_t, (int64_t)((uint64_t)x - (uint64_t)y))
@@ -150,6 +168,8 @@ static const inner_fn binary_table[ND_BIN_COUNT_][4] = {
     [ND_BIN_POW] = {pow_f32, pow_f64, pow_i64, NULL},
     [ND_BIN_MAXIMUM] = {max_f32, max_f64, max_i64, max_b},
     [ND_BIN_MINIMUM] = {min_f32, min_f64, min_i64, min_b},
+    [ND_BIN_GELU_GRAD] = {gelu_grad_f32, gelu_grad_f64, NULL, NULL},
+    [ND_BIN_GELU_TANH_GRAD] = {gelu_tanh_grad_f32, gelu_tanh_grad_f64, NULL, NULL},
     [ND_BIN_EQ] = {eq_f32, eq_f64, eq_i64, eq_b},
     [ND_BIN_NE] = {ne_f32, ne_f64, ne_i64, ne_b},
     [ND_BIN_LT] = {lt_f32, lt_f64, lt_i64, lt_b},
@@ -225,6 +245,13 @@ static inline float fast_tanhf(float x)
     float t = a < 0.25f ? series : expo;
     t = x < 0 ? -t : t;
     return x != x ? x : t;
+}
+
+static inline float gelu_tanh_deriv_f(float x)
+{
+    const float k = 0.797884560802865f, c = 0.044715f;
+    float t = fast_tanhf(k * (x + c * x * x * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
 }
 
 static inline float gelu_tanh_f(float x)
