@@ -2,6 +2,7 @@
  * loop (unit strides, or one operand broadcast) written so the compiler can vectorise it, and a
  * strided fallback. The outer dims are walked by drive(). */
 #include "backend/backend.h"
+#include "backend/cpu/threads.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,32 +19,90 @@ typedef void (*inner_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t 
 #define VECTOR_CLONES
 #endif
 
+/* Calls the inner loop on rows [row_begin, row_end) of the iteration (a row is the last dim),
+ * or, for a single-row iteration, on its elements [row_begin, row_end). */
+static void drive_part(const nd_iter *it, inner_fn fn, int64_t begin, int64_t end)
+{
+    int nd = it->ndim;
+    int64_t inner = it->shape[nd - 1];
+    int64_t s[3] = {it->strides[0][nd - 1], it->nops > 1 ? it->strides[1][nd - 1] : 0,
+                    it->nops > 2 ? it->strides[2][nd - 1] : 0};
+    char *p[3] = {it->ptr[0], it->nops > 1 ? it->ptr[1] : NULL, it->nops > 2 ? it->ptr[2] : NULL};
+    if (nd == 1) {
+        for (int o = 0; o < it->nops && o < 3; o++)
+            p[o] += begin * s[o];
+        fn(end - begin, p[0], s[0], p[1], s[1], p[2], s[2]);
+        return;
+    }
+    /* Position of row `begin` in the outer dims. */
+    int64_t idx[ND_MAX_DIMS] = {0}, r = begin;
+    for (int d = nd - 2; d >= 0; d--) {
+        idx[d] = r % it->shape[d];
+        r /= it->shape[d];
+        for (int o = 0; o < it->nops && o < 3; o++)
+            p[o] += idx[d] * it->strides[o][d];
+    }
+    for (int64_t row = begin; row < end; row++) {
+        fn(inner, p[0], s[0], p[1], s[1], p[2], s[2]);
+        for (int d = nd - 2; d >= 0; d--) {
+            for (int o = 0; o < it->nops && o < 3; o++)
+                p[o] += it->strides[o][d];
+            if (++idx[d] < it->shape[d])
+                break;
+            for (int o = 0; o < it->nops && o < 3; o++)
+                p[o] -= it->strides[o][d] * it->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+typedef struct drive_job {
+    const nd_iter *it;
+    inner_fn fn;
+    int64_t per_item; /* elements per work item */
+} drive_job;
+
+static void drive_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    const drive_job *j = ctx;
+    drive_part(j->it, j->fn, begin, end);
+}
+
+/* Large elementwise work is split into contiguous parts across the thread pool. Every element
+ * is computed the same way whichever thread does it, so results never depend on the thread
+ * count. Reductions (several elements into one) must not use this. */
+enum { PARALLEL_MIN_ELEMENTS = 1 << 15 };
+
+static void drive_elementwise(const nd_iter *it, inner_fn fn)
+{
+    int nd = it->ndim;
+    int64_t inner = it->shape[nd - 1], rows = 1;
+    for (int d = 0; d < nd - 1; d++)
+        rows *= it->shape[d];
+    if (inner == 0 || rows == 0)
+        return;
+    int64_t total = rows * inner;
+    if (total < PARALLEL_MIN_ELEMENTS) {
+        drive_part(it, fn, 0, nd == 1 ? inner : rows);
+        return;
+    }
+    drive_job job = {it, fn, nd == 1 ? 1 : inner};
+    int64_t items = nd == 1 ? inner : rows;
+    int64_t min_items = (PARALLEL_MIN_ELEMENTS / 2 + job.per_item - 1) / job.per_item;
+    nd_parallel_for(items, min_items > 0 ? min_items : 1, drive_chunk, &job);
+}
+
 /* Walks every dim but the last, calling the inner loop once per row of the last dim. */
 static void drive(const nd_iter *it, inner_fn fn)
 {
     int nd = it->ndim;
-    int64_t inner = it->shape[nd - 1];
-    if (inner == 0)
+    int64_t rows = 1;
+    for (int d = 0; d < nd - 1; d++)
+        rows *= it->shape[d];
+    if (it->shape[nd - 1] == 0 || rows == 0)
         return;
-    int64_t idx[ND_MAX_DIMS] = {0};
-    char *p[4] = {it->ptr[0], it->nops > 1 ? it->ptr[1] : NULL, it->nops > 2 ? it->ptr[2] : NULL, NULL};
-    int64_t s1 = it->nops > 1 ? it->strides[1][nd - 1] : 0;
-    int64_t s2 = it->nops > 2 ? it->strides[2][nd - 1] : 0;
-    for (;;) {
-        fn(inner, p[0], it->strides[0][nd - 1], p[1], s1, p[2], s2);
-        int d = nd - 2;
-        for (; d >= 0; d--) {
-            for (int o = 0; o < it->nops; o++)
-                p[o] += it->strides[o][d];
-            if (++idx[d] < it->shape[d])
-                break;
-            for (int o = 0; o < it->nops; o++)
-                p[o] -= it->strides[o][d] * it->shape[d];
-            idx[d] = 0;
-        }
-        if (d < 0)
-            return;
-    }
+    drive_part(it, fn, 0, nd == 1 ? it->shape[0] : rows);
 }
 
 /* ------------------------------------------------------------------ binary */
@@ -182,7 +241,7 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
 {
     inner_fn fn = binary_table[op][dtype];
     if (fn)
-        drive(it, fn);
+        drive_elementwise(it, fn);
 }
 
 /* ------------------------------------------------------------------ unary */
@@ -358,7 +417,7 @@ static void cpu_unary(nd_unop op, nd_dtype dtype, const double *params, const nd
     with_params.ptr[2] = (char *)(params ? params : no_params);
     for (int d = 0; d < it->ndim; d++)
         with_params.strides[2][d] = 0;
-    drive(&with_params, fn);
+    drive_elementwise(&with_params, fn);
 }
 
 /* ------------------------------------------------------------------ cast */
@@ -420,7 +479,7 @@ static const inner_fn cast_table[4][4] = {
     {b_f32, b_f64, b_i64, b_b},
 };
 
-static void cpu_cast(nd_dtype to, nd_dtype from, const nd_iter *it) { drive(it, cast_table[from][to]); }
+static void cpu_cast(nd_dtype to, nd_dtype from, const nd_iter *it) { drive_elementwise(it, cast_table[from][to]); }
 
 /* ------------------------------------------------------------------ sum */
 

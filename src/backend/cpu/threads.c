@@ -1,11 +1,14 @@
-/* The one thread pool. The calling thread takes part in every parallel region; workers sleep on
- * a condition variable between regions (they never spin, so they cannot starve another pool or
- * the caller on a 2-core machine). Compute threads flush denormals to zero (FTZ/DAZ), because
+/* The one thread pool. The calling thread takes part in every parallel region. Between regions
+ * workers spin briefly (a fraction of a millisecond, with the CPU's pause hint) so back-to-back
+ * regions start without a wake-up, then sleep on a condition variable, so an idle pool costs
+ * nothing and cannot starve another pool or the caller on a 2-core machine. Compute threads flush denormals to zero (FTZ/DAZ), because
  * arithmetic on subnormal numbers is many times slower on x86. Work is split into contiguous
  * chunks by index, so which thread computes what never changes a result. */
 #define _POSIX_C_SOURCE 200809L
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
+
+#include <stdatomic.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,9 +26,9 @@ typedef struct pool {
     pthread_t workers[MAX_THREADS];
     int n_workers;           /* started workers (threads - 1) */
     int wanted;              /* configured thread count */
-    uint64_t generation;     /* bumped for every region */
-    int pending;             /* workers still running the current region */
-    bool stopping;
+    atomic_uint_fast64_t generation; /* bumped for every region */
+    atomic_int pending;              /* workers still running the current region */
+    atomic_bool stopping;
     /* the current region */
     nd_parallel_fn fn;
     void *ctx;
@@ -35,6 +38,15 @@ typedef struct pool {
 
 static pool the_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, false,
                         NULL, NULL, 0, 0};
+
+enum { SPIN_ROUNDS = 1 << 14 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+}
 static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER; /* one region at a time */
 static ND_THREAD_LOCAL bool inside_region;
 
@@ -77,25 +89,34 @@ static void *worker_main(void *arg)
     int index = (int)(intptr_t)arg; /* worker i runs chunk i + 1; the caller runs chunk 0 */
     nd_enable_flush_denormals();
     uint64_t seen = 0;
-    pthread_mutex_lock(&the_pool.lock);
     for (;;) {
-        while (!the_pool.stopping && the_pool.generation == seen)
-            pthread_cond_wait(&the_pool.wake, &the_pool.lock);
+        /* Spin for the next region, then sleep until one starts. */
+        uint64_t g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
+        for (int i = 0; i < SPIN_ROUNDS && g == seen && !the_pool.stopping; i++) {
+            cpu_relax();
+            g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&the_pool.lock);
+            while (!the_pool.stopping && atomic_load(&the_pool.generation) == seen)
+                pthread_cond_wait(&the_pool.wake, &the_pool.lock);
+            bool stop = the_pool.stopping;
+            pthread_mutex_unlock(&the_pool.lock);
+            if (stop)
+                break;
+            g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
+        }
         if (the_pool.stopping)
             break;
-        seen = the_pool.generation;
-        nd_parallel_fn fn = the_pool.fn;
-        void *ctx = the_pool.ctx;
-        int64_t n = the_pool.n;
-        int chunks = the_pool.chunks;
-        pthread_mutex_unlock(&the_pool.lock);
-        if (index + 1 < chunks)
-            run_chunk(fn, ctx, n, chunks, index + 1);
-        pthread_mutex_lock(&the_pool.lock);
-        if (--the_pool.pending == 0)
+        seen = g;
+        if (index + 1 < the_pool.chunks)
+            run_chunk(the_pool.fn, the_pool.ctx, the_pool.n, the_pool.chunks, index + 1);
+        if (atomic_fetch_sub_explicit(&the_pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&the_pool.lock); /* the caller may be asleep waiting for this */
             pthread_cond_signal(&the_pool.done);
+            pthread_mutex_unlock(&the_pool.lock);
+        }
     }
-    pthread_mutex_unlock(&the_pool.lock);
     return NULL;
 }
 
@@ -103,6 +124,7 @@ static void stop_workers(void)
 {
     pthread_mutex_lock(&the_pool.lock);
     the_pool.stopping = true;
+    atomic_fetch_add(&the_pool.generation, 1);
     pthread_cond_broadcast(&the_pool.wake);
     pthread_mutex_unlock(&the_pool.lock);
     for (int i = 0; i < the_pool.n_workers; i++)
@@ -164,27 +186,33 @@ void nd_parallel_for(int64_t n, int64_t min_per_chunk, nd_parallel_fn fn, void *
     int threads = nd_get_num_threads();
     int64_t by_size = min_per_chunk > 0 ? n / min_per_chunk : n;
     int chunks = (int)(by_size < threads ? (by_size < 1 ? 1 : by_size) : threads);
-    /* Small work, a single thread, or a nested call: run inline on the calling thread. */
+    /* Small work, a single thread, or a nested call: run inline on the calling thread, with the
+     * same flush-to-zero mode as the workers, so the thread count never changes a result. */
     if (chunks <= 1 || inside_region || pthread_mutex_trylock(&region_lock) != 0) {
+        unsigned fp = inside_region ? 0 : nd_fp_mode_save_and_flush();
         fn(ctx, 0, n, 0);
+        if (!inside_region)
+            nd_fp_mode_restore(fp);
         return;
     }
     if (the_pool.n_workers < threads - 1 && !start_workers(threads - 1)) {
         if (the_pool.n_workers == 0) {
             pthread_mutex_unlock(&region_lock);
+            unsigned fp = nd_fp_mode_save_and_flush();
             fn(ctx, 0, n, 0);
+            nd_fp_mode_restore(fp);
             return;
         }
     }
     if (chunks > the_pool.n_workers + 1)
         chunks = the_pool.n_workers + 1;
-    pthread_mutex_lock(&the_pool.lock);
     the_pool.fn = fn;
     the_pool.ctx = ctx;
     the_pool.n = n;
     the_pool.chunks = chunks;
-    the_pool.pending = the_pool.n_workers;
-    the_pool.generation++;
+    atomic_store(&the_pool.pending, the_pool.n_workers);
+    pthread_mutex_lock(&the_pool.lock); /* publishes the job to spinning and sleeping workers */
+    atomic_fetch_add_explicit(&the_pool.generation, 1, memory_order_release);
     pthread_cond_broadcast(&the_pool.wake);
     pthread_mutex_unlock(&the_pool.lock);
 
@@ -194,10 +222,14 @@ void nd_parallel_for(int64_t n, int64_t min_per_chunk, nd_parallel_fn fn, void *
     nd_fp_mode_restore(fp);
     inside_region = false;
 
-    pthread_mutex_lock(&the_pool.lock);
-    while (the_pool.pending > 0)
-        pthread_cond_wait(&the_pool.done, &the_pool.lock);
-    pthread_mutex_unlock(&the_pool.lock);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&the_pool.pending, memory_order_acquire) > 0; i++)
+        cpu_relax();
+    if (atomic_load_explicit(&the_pool.pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&the_pool.lock);
+        while (atomic_load(&the_pool.pending) > 0)
+            pthread_cond_wait(&the_pool.done, &the_pool.lock);
+        pthread_mutex_unlock(&the_pool.lock);
+    }
     pthread_mutex_unlock(&region_lock);
 }
 
