@@ -92,9 +92,9 @@ typedef struct nd_backend {
     /* For every position of it (operands: out, index [int64], src): out[index * dim_stride] += src,
      * in iteration order (deterministic). */
     void (*scatter_add)(nd_dtype dtype, const nd_iter *it, int64_t dim_stride);
-    /* Convolution geometry over dense NCHW planes: im2col turns x [planes, H, W] (planes = N*C)
-     * into columns [N, C*kh*kw, oh*ow] (zeros where the window meets padding); col2im adds the
-     * columns back (its transpose). g holds the sizes. */
+    /* Convolution geometry over dense NCHW data: im2col turns x [N, C, H, W] into columns
+     * [C*kh*kw, N*oh*ow] (zeros where the window meets padding); col2im adds the columns back
+     * (its transpose). g holds the sizes. */
     void (*im2col)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *cols);
     void (*col2im)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *cols, void *x);
     /* Max pooling of dense planes: out [planes, oh, ow] and the int64 flat index (h*W + w) of the

@@ -62,12 +62,12 @@ static nd_conv_geometry load_geometry(const nd_node *node)
 
 static nd_tensor *col2im(nd_tensor *cols, const nd_conv_geometry *g);
 
-/* im2col (internal op): [N, C, H, W] -> [N, C·kh·kw, oh·ow].  dx = col2im(g). */
+/* im2col (internal op): [N, C, H, W] -> [C·kh·kw, N·oh·ow].  dx = col2im(g). */
 static nd_tensor *im2col(nd_tensor *x, const nd_conv_geometry *g)
 {
     nd_tensor *xc = nd_is_contiguous(x) ? x : nd_k_copy(x, x->dtype);
-    int64_t shape[3] = {g->n, g->c * g->kh * g->kw, g->oh * g->ow};
-    nd_tensor *out = xc ? nd_alloc(x->dtype, 3, shape, false) : NULL;
+    int64_t shape[2] = {g->c * g->kh * g->kw, g->n * g->oh * g->ow};
+    nd_tensor *out = xc ? nd_alloc(x->dtype, 2, shape, false) : NULL;
     if (out)
         nd_backend_get()->im2col(x->dtype, g, nd_data_ptr(xc), nd_data_ptr(out));
     if (xc != x)
@@ -139,19 +139,19 @@ nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t 
     const int64_t k[2] = {w->shape[2], w->shape[3]};
     if (!geometry(name, x, k, stride, padding, dilation, &g))
         return NULL;
-    int64_t K = (x->shape[1] / groups) * k[0] * k[1], L = g.oh * g.ow;
+    int64_t K = (x->shape[1] / groups) * k[0] * k[1], NL = g.n * g.oh * g.ow;
     nd_composite_begin();
-    nd_tensor *cols = im2col(x, &g); /* [N, C·kh·kw, L] */
+    nd_tensor *cols = im2col(x, &g); /* [C·kh·kw, N·L]: the whole batch in one product */
     nd_tensor *y;
     if (groups == 1) {
         int64_t w2[2] = {O, K};
-        y = nd_matmul(nd_reshape(w, 2, w2), cols); /* [N, O, L] */
+        y = nd_mm(nd_reshape(w, 2, w2), cols); /* [O, N·L] */
     } else {
-        int64_t cg[4] = {g.n, groups, K, L}, wg[3] = {groups, O / groups, K};
-        y = nd_matmul(nd_reshape(w, 3, wg), nd_reshape(cols, 4, cg)); /* [N, G, O/G, L] */
+        int64_t cg[3] = {groups, K, NL}, wg[3] = {groups, O / groups, K};
+        y = nd_bmm(nd_reshape(w, 3, wg), nd_reshape(cols, 3, cg)); /* [G, O/G, N·L] */
     }
-    int64_t out_shape[4] = {g.n, O, g.oh, g.ow};
-    y = nd_reshape(y, 4, out_shape);
+    int64_t by_channel[4] = {O, g.n, g.oh, g.ow};
+    y = nd_permute(nd_reshape(y, 4, by_channel), ND_DIMS(1, 0, 2, 3)); /* [N, O, oh, ow] */
     if (bias)
         y = nd_add(y, nd_reshape(bias, 4, (const int64_t[]){1, O, 1, 1}));
     return nd_composite_end(y);
@@ -267,8 +267,8 @@ nd_tensor *nd_avg_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     pg.n = g.n * g.c;
     pg.c = 1;
     nd_composite_begin();
-    nd_tensor *cols = im2col(nd_reshape(x, 4, planes), &pg); /* [N·C, kh·kw, L] */
-    nd_tensor *m = nd_mean_dims(cols, 1, (const int64_t[]){1}, false);
+    nd_tensor *cols = im2col(nd_reshape(x, 4, planes), &pg); /* [kh·kw, N·C·L] */
+    nd_tensor *m = nd_mean_dims(cols, 1, (const int64_t[]){0}, false);
     int64_t out_shape[4] = {g.n, g.c, g.oh, g.ow};
     return nd_composite_end(nd_reshape(m, 4, out_shape));
 }

@@ -11,6 +11,15 @@
 static bool check_index_values(const char *name, const nd_tensor *index, int64_t size, int dim)
 {
     int64_t n = nd_numel(index);
+    if (nd_is_contiguous(index)) { /* the common case: one pass over the data */
+        const int64_t *d = nd_data_ptr(index);
+        int64_t bad = -1;
+        for (int64_t i = 0; i < n; i++)
+            if ((uint64_t)d[i] >= (uint64_t)size)
+                bad = bad < 0 ? i : bad;
+        if (bad < 0)
+            return true;
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t v = *(const int64_t *)nd_elem_ptr(index, i);
         if (v < 0 || v >= size) {
