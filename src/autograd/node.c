@@ -45,7 +45,7 @@ nd_node *nd_record(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inp
         nd_fail(ND_ERR_NOMEM, "out of memory recording a graph node for %s", nd_op_table[op].grad_fn_name);
         return NULL;
     }
-    atomic_fetch_add(&nd_live_node_count, 1);
+    nd_count_live(ND_COUNT_NODES, 1);
     atomic_init(&node->refcount, 1);
     node->op = op;
     node->n_inputs = n_inputs;

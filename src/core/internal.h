@@ -110,9 +110,11 @@ void nd_mem_free(void *p, size_t nbytes);
 void nd_scratch_release(void);
 
 /* ---- live counters ---- */
-extern atomic_llong nd_live_tensor_count;
-extern atomic_llong nd_live_storage_count;
-extern atomic_llong nd_live_node_count;
+/* Per-thread counts of live objects (counters.c): cheap to update (no locked instruction),
+ * summed over threads when read. A count may go negative on a thread that frees objects another
+ * made; the sum is what matters. */
+enum { ND_COUNT_TENSORS, ND_COUNT_STORAGES, ND_COUNT_NODES };
+void nd_count_live(int which, int delta);
 
 /* ---- rng ---- */
 uint64_t nd_rng_next(void);

@@ -7,13 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-atomic_llong nd_live_tensor_count;
-atomic_llong nd_live_storage_count;
-atomic_llong nd_live_node_count;
-
-int64_t nd_live_tensors(void) { return atomic_load(&nd_live_tensor_count); }
-int64_t nd_live_storages(void) { return atomic_load(&nd_live_storage_count); }
-int64_t nd_live_nodes(void) { return atomic_load(&nd_live_node_count); }
 
 /* ------------------------------------------------------------------ geometry */
 
@@ -105,7 +98,7 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
     s->nbytes = nbytes;
     atomic_init(&s->refcount, 1);
     atomic_init(&s->version, 0);
-    atomic_fetch_add(&nd_live_storage_count, 1);
+    nd_count_live(ND_COUNT_STORAGES, 1);
     return s;
 }
 
@@ -114,7 +107,7 @@ static void storage_unref(nd_storage *s)
     if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
         nd_mem_free(s->data, s->nbytes ? s->nbytes : 1);
         nd_mem_free(s, sizeof *s);
-        atomic_fetch_sub(&nd_live_storage_count, 1);
+        nd_count_live(ND_COUNT_STORAGES, -1);
     }
 }
 
@@ -125,7 +118,7 @@ static nd_tensor *tensor_struct_new(void)
         return NULL;
     atomic_init(&t->refcount, 1);
     atomic_init(&t->user_refs, 0);
-    atomic_fetch_add(&nd_live_tensor_count, 1);
+    nd_count_live(ND_COUNT_TENSORS, 1);
     return t;
 }
 
@@ -146,12 +139,13 @@ static bool shape_ok(const char *op, int ndim, const int64_t *shape, size_t elem
             nd_fail(ND_ERR_VALUE, "%s: negative size in shape %s", op, nd_shape_str(b, sizeof b, ndim, shape));
             return false;
         }
-        if (shape[i] && n > (UINT64_MAX / 2) / (uint64_t)shape[i] / elem) {
+        uint64_t next;
+        if (__builtin_mul_overflow(n, (uint64_t)shape[i], &next) || next > (UINT64_MAX / 4) / elem) {
             char b[ND_SHAPE_BUF];
             nd_fail(ND_ERR_NOMEM, "%s: shape %s is too large", op, nd_shape_str(b, sizeof b, ndim, shape));
             return false;
         }
-        n *= (uint64_t)shape[i];
+        n = next;
     }
     if (n * elem > (uint64_t)SIZE_MAX / 2) {
         nd_fail(ND_ERR_NOMEM, "%s: tensor too large", op);
@@ -179,7 +173,7 @@ nd_tensor *nd_alloc_named(const char *name, nd_dtype dtype, int ndim, const int6
     t->storage = storage_new(nbytes, zero);
     if (!t->storage) {
         nd_mem_free(t, sizeof *t);
-        atomic_fetch_sub(&nd_live_tensor_count, 1);
+        nd_count_live(ND_COUNT_TENSORS, -1);
         char b[ND_SHAPE_BUF];
         return nd_fail(ND_ERR_NOMEM, "out of memory allocating %zu bytes for shape %s", nbytes,
                        nd_shape_str(b, sizeof b, ndim, shape));
@@ -240,7 +234,7 @@ void nd_unref(nd_tensor *t)
             }
             storage_unref(x->storage);
             nd_mem_free(x, sizeof *x);
-            atomic_fetch_sub(&nd_live_tensor_count, 1);
+            nd_count_live(ND_COUNT_TENSORS, -1);
         } else {
             nd_node *n = dead_nodes;
             dead_nodes = n->dead_next;
@@ -254,7 +248,7 @@ void nd_unref(nd_tensor *t)
                 }
             }
             nd_mem_free(n, nd_node_bytes(n->n_inputs));
-            atomic_fetch_sub(&nd_live_node_count, 1);
+            nd_count_live(ND_COUNT_NODES, -1);
         }
     }
 }

@@ -24,6 +24,7 @@ typedef struct pool {
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
     pthread_t workers[MAX_THREADS];
+    uint64_t start_generation[MAX_THREADS]; /* the generation a worker has already seen at birth */
     int n_workers;           /* started workers (threads - 1) */
     int wanted;              /* configured thread count */
     atomic_uint_fast64_t generation; /* bumped for every region */
@@ -36,8 +37,9 @@ typedef struct pool {
     int chunks;
 } pool;
 
-static pool the_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, false,
-                        NULL, NULL, 0, 0};
+static pool the_pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                        .wake = PTHREAD_COND_INITIALIZER,
+                        .done = PTHREAD_COND_INITIALIZER};
 
 enum { SPIN_ROUNDS = 1 << 14 };
 
@@ -88,7 +90,8 @@ static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg; /* worker i runs chunk i + 1; the caller runs chunk 0 */
     nd_enable_flush_denormals();
-    uint64_t seen = 0;
+    /* Not 0: the counter keeps counting across pool restarts, and an old region is not ours. */
+    uint64_t seen = the_pool.start_generation[index];
     for (;;) {
         /* Spin for the next region, then sleep until one starts. */
         uint64_t g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
@@ -172,6 +175,7 @@ nd_status nd_set_num_threads(int n)
 static bool start_workers(int count)
 {
     for (int i = the_pool.n_workers; i < count; i++) {
+        the_pool.start_generation[i] = atomic_load(&the_pool.generation);
         if (pthread_create(&the_pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
             return false;
         the_pool.n_workers = i + 1;
