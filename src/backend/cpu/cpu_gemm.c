@@ -8,6 +8,7 @@
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -210,10 +211,26 @@ typedef struct scratch {
 } scratch;
 
 static ND_THREAD_LOCAL scratch scratch_a, scratch_b;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
+
+/* A thread's packing buffers go back to the system when the thread exits. */
+static void free_scratch(void *unused)
+{
+    (void)unused;
+    free(scratch_a.ptr);
+    free(scratch_b.ptr);
+    scratch_a = (scratch){NULL, 0};
+    scratch_b = (scratch){NULL, 0};
+}
+
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
 static void *scratch_get(scratch *s, size_t need)
 {
     if (s->size < need) {
+        pthread_once(&scratch_key_once, make_scratch_key);
+        pthread_setspecific(scratch_key, &scratch_key); /* any non-NULL value arms the destructor */
         void *p = NULL;
         if (posix_memalign(&p, 64, need) != 0)
             return NULL;
