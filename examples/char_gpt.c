@@ -158,7 +158,7 @@ static void generate(const gpt_config *cfg, nd_param_list *params, const unsigne
 
 int main(int argc, char **argv)
 {
-    example_args args = {.epochs = 4, .threads = 1, .seed = 0, .data = DEFAULT_DATA, .csv = "char_gpt_metrics.csv",
+    example_args args = {.epochs = 4, .threads = 0, .seed = 0, .data = DEFAULT_DATA, .csv = "char_gpt_metrics.csv",
                          .svg = "char_gpt_loss.svg"};
     example_parse(argc, argv, &args, "a text file, or a directory of them (default: the fortunes in " DEFAULT_DATA ")");
     double t0 = now_seconds();
@@ -235,9 +235,9 @@ int main(int argc, char **argv)
     int64_t steps_per_epoch = args.steps ? args.steps : STEPS_PER_EPOCH;
     int64_t total = steps_per_epoch * args.epochs;
     printf("char_gpt: %lld layers, %lld heads, %lld channels, context %lld, vocabulary %lld, %lld parameters; "
-           "%zu characters (unigram entropy %.3f nats); batch %d, %lld steps, threads %d (ndgrad runs on 1)\n",
+           "%zu characters (unigram entropy %.3f nats); batch %d, %lld steps, threads %d\n",
            (long long)cfg.layers, (long long)cfg.heads, (long long)cfg.embd, (long long)cfg.block, (long long)V,
-           (long long)nd_params_numel(params), corpus.len, unigram, BATCH, (long long)total, args.threads);
+           (long long)nd_params_numel(params), corpus.len, unigram, BATCH, (long long)total, nd_get_num_threads());
     FILE *csv = fopen(args.csv, "w");
     if (csv)
         fprintf(csv, "epoch,step,train_loss,val_loss,lr,seconds\n");

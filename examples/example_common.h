@@ -31,7 +31,7 @@ static void example_usage(const char *prog, const char *data_help)
             "usage: %s [--epochs N] [--threads N] [--seed N] [--steps N] [--data PATH] [--save FILE] [--load FILE]\n"
             "          [--csv FILE] [--svg FILE]\n"
             "  --epochs N   training epochs\n"
-            "  --threads N  worker threads (ndgrad runs its kernels on 1 thread for now; the flag is recorded)\n"
+            "  --threads N  compute threads (default: NDGRAD_NUM_THREADS, else every CPU)\n"
             "  --seed N     seed for initialisation, shuffling and sampling\n"
             "  --steps N    stop each epoch after N steps (0: the whole epoch)\n"
             "  --data PATH  %s\n"
@@ -70,8 +70,10 @@ static void example_parse(int argc, char **argv, example_args *a, const char *da
         }
         if (!strcmp(f, "--epochs") && parse_int(v, 0, 100000, &n))
             a->epochs = (int)n;
-        else if (!strcmp(f, "--threads") && parse_int(v, 1, 1024, &n))
+        else if (!strcmp(f, "--threads") && parse_int(v, 1, 64, &n)) {
             a->threads = (int)n;
+            nd_set_num_threads((int)n);
+        }
         else if (!strcmp(f, "--seed") && parse_int(v, 0, INT64_MAX, &n))
             a->seed = (uint64_t)n;
         else if (!strcmp(f, "--steps") && parse_int(v, 0, INT64_MAX, &n))
