@@ -392,8 +392,38 @@ TEST(grad_fn_names_match_pytorch)
     nd_scope_end();
 }
 
+/* d/d(x, w, b) of sum(v * d(sum(u * layer_norm(x)))/dx): exercises layer_norm's backward as
+ * recorded ops (create_graph), against finite differences. */
+static nd_tensor *layer_norm_grad_fn(nd_tensor *const *in, void *user)
+{
+    (void)user;
+    nd_tensor *x = in[0], *w = in[1], *b = in[2], *u = in[3], *v = in[4];
+    bool was = nd_set_grad_enabled(true); /* the inner gradient is needed in every evaluation */
+    nd_tensor *y = nd_sum(nd_mul(u, nd_layer_norm(x, 1, (const int64_t[]){5}, w, b, 1e-5)));
+    nd_tensor *wrt[3] = {x, w, b}, *g[3];
+    nd_status st = nd_autograd_grad(1, &y, NULL, 3, wrt, g, true);
+    nd_set_grad_enabled(was);
+    if (st != ND_OK)
+        return NULL;
+    return nd_add(nd_sum(nd_mul(v, g[0])), nd_add(nd_sum(nd_mul(g[1], g[1])), nd_sum(nd_mul(g[2], w))));
+}
+
+TEST(layer_norm_second_order_matches_finite_differences)
+{
+    nd_scope_begin();
+    nd_manual_seed(3);
+    nd_tensor *in[5] = {nd_randn(ND_FLOAT64, ND_SHAPE(3, 5)), nd_add_scalar(nd_randn(ND_FLOAT64, ND_SHAPE(5)), 1.0),
+                        nd_randn(ND_FLOAT64, ND_SHAPE(5)), nd_randn(ND_FLOAT64, ND_SHAPE(3, 5)),
+                        nd_randn(ND_FLOAT64, ND_SHAPE(3, 5))};
+    for (int i = 0; i < 3; i++)
+        nd_set_requires_grad(in[i], true);
+    CHECK(nd_gradcheck(layer_norm_grad_fn, NULL, 5, in, 1e-6, 1e-5, 1e-3) == ND_OK);
+    nd_scope_end();
+}
+
 void run_suite(void)
 {
+    RUN(layer_norm_second_order_matches_finite_differences);
     RUN(seed_examples_match_pytorch);
     RUN(leaves_accumulate_until_zeroed);
     RUN(repeated_use_of_one_tensor);

@@ -100,6 +100,12 @@ typedef struct nd_backend {
     /* Max pooling of dense planes: out [planes, oh, ow] and the int64 flat index (h*W + w) of the
      * first maximum in each window (NaN counts as maximal); padding never wins. */
     void (*max_pool2d)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
+    /* Layer norm over `rows` rows of d contiguous elements: y = (x - mean) rstd w + b (w, b may be
+     * NULL), saving each row's mean and rstd; the backward gives dx, dw, db (any may be NULL). */
+    void (*layer_norm_forward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
+                               double eps, void *y, void *mean, void *rstd);
+    void (*layer_norm_backward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
+                                const void *mean, const void *rstd, void *dx, void *dw, void *db);
     /* C[b] = A[b] @ B[b] for b < batch; A is MxK, B is KxN, C is MxN; element strides per operand
      * as (batch, row, col). C must not overlap A or B. */
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,

@@ -44,8 +44,14 @@ static bool affine_shape(const char *name, const char *what, const nd_tensor *p,
     return true;
 }
 
+/* A dense copy of t when it is not contiguous (unregistered); t itself otherwise. */
+static nd_tensor *dense(nd_tensor *t) { return !t || nd_is_contiguous(t) ? t : nd_k_copy(t, t->dtype); }
+
 /* layer_norm: (x - mean) / √(var + eps) · w + b over the trailing normalized_shape dims, with the
- * biased variance. */
+ * biased variance; one op with a one-pass kernel. Saves each row's mean and 1/std.
+ * dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w;  dw = Σ g xhat;  db = Σ g
+ * (sums over the leading dims). Fused when no graph of the backward is recorded, otherwise the
+ * same formulas in differentiable ops.  iparams: n;  dparams: eps. */
 nd_tensor *nd_layer_norm(nd_tensor *x, int n, const int64_t *normalized_shape, nd_tensor *weight, nd_tensor *bias,
                          double eps)
 {
@@ -56,16 +62,93 @@ nd_tensor *nd_layer_norm(nd_tensor *x, int n, const int64_t *normalized_shape, n
     if (!float_input(name, x) || !trailing(name, x, n, normalized_shape, dims) ||
         !affine_shape(name, "weight", weight, n, normalized_shape) || !affine_shape(name, "bias", bias, n, normalized_shape))
         return NULL;
-    nd_composite_begin();
-    nd_tensor *mean = nd_mean_dims(x, n, dims, true);
-    nd_tensor *centered = nd_sub(x, mean);
-    nd_tensor *var = nd_mean_dims(nd_square(centered), n, dims, true);
-    nd_tensor *y = nd_mul(centered, nd_rsqrt(nd_add_scalar(var, eps)));
-    if (weight)
-        y = nd_mul(y, weight);
-    if (bias)
-        y = nd_add(y, bias);
-    return nd_composite_end(y);
+    if ((weight && weight->dtype != x->dtype) || (bias && bias->dtype != x->dtype))
+        return nd_fail(ND_ERR_DTYPE, "%s: weight and bias must have the input's dtype (%s)", name, nd_dtype_name(x->dtype));
+    int64_t d = nd_shape_numel(n, normalized_shape), rows = d ? nd_numel(x) / d : 0;
+    nd_tensor *xc = dense(x), *wc = dense(weight), *bc = dense(bias);
+    nd_tensor *out = xc && (!weight || wc) && (!bias || bc) ? nd_alloc(x->dtype, x->ndim, x->shape, false) : NULL;
+    nd_tensor *mean = out ? nd_alloc(x->dtype, 1, &rows, false) : NULL;
+    nd_tensor *rstd = mean ? nd_alloc(x->dtype, 1, &rows, false) : NULL;
+    if (rstd && rows > 0)
+        nd_backend_get()->layer_norm_forward(x->dtype, rows, d, nd_data_ptr(xc), wc ? nd_data_ptr(wc) : NULL,
+                                             bc ? nd_data_ptr(bc) : NULL, eps, nd_data_ptr(out), nd_data_ptr(mean),
+                                             nd_data_ptr(rstd));
+    if (xc != x)
+        nd_unref(xc);
+    if (wc != weight)
+        nd_unref(wc);
+    if (bc != bias)
+        nd_unref(bc);
+    if (!rstd) {
+        nd_unref(out);
+        nd_unref(mean);
+        return NULL;
+    }
+    nd_tensor *ins[3] = {x, weight, bias};
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_LAYER_NORM, 3, ins, &node);
+    if (node) {
+        node->iparams[0] = n;
+        node->dparams[0] = eps;
+        node->saved[0] = mean, node->saved[1] = rstd;
+        node->saved_versions[0] = node->saved_versions[1] = 0;
+    } else {
+        nd_unref(mean);
+        nd_unref(rstd);
+    }
+    return out;
+}
+
+nd_status nd_bw_layer_norm(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    int n = (int)node->iparams[0];
+    int64_t d = nd_shape_numel(n, x->shape + x->ndim - n), rows = d ? nd_numel(x) / d : 0;
+    bool want_x = x->requires_grad, want_w = w && w->requires_grad, want_b = b && b->requires_grad;
+    if (!nd_is_grad_enabled()) {
+        nd_tensor *xc = dense(x), *wc = dense(w), *gc = dense(g);
+        nd_tensor *dx = want_x ? nd_alloc(x->dtype, x->ndim, x->shape, false) : NULL;
+        nd_tensor *dw = want_w ? nd_alloc(x->dtype, w->ndim, w->shape, false) : NULL;
+        nd_tensor *db = want_b ? nd_alloc(x->dtype, b->ndim, b->shape, false) : NULL;
+        bool ok = xc && (!w || wc) && gc && (!want_x || dx) && (!want_w || dw) && (!want_b || db);
+        if (ok && rows > 0)
+            nd_backend_get()->layer_norm_backward(x->dtype, rows, d, nd_data_ptr(xc), wc ? nd_data_ptr(wc) : NULL,
+                                                  nd_data_ptr(gc), nd_data_ptr(node->saved[0]),
+                                                  nd_data_ptr(node->saved[1]), dx ? nd_data_ptr(dx) : NULL,
+                                                  dw ? nd_data_ptr(dw) : NULL, db ? nd_data_ptr(db) : NULL);
+        if (ok && rows == 0) { /* nothing to sum: zero gradients for the affine parameters */
+            if (dw)
+                memset(dw->storage->data, 0, dw->storage->nbytes);
+            if (db)
+                memset(db->storage->data, 0, db->storage->nbytes);
+        }
+        if (xc != x)
+            nd_unref(xc);
+        if (wc != w)
+            nd_unref(wc);
+        if (gc != g)
+            nd_unref(gc);
+        gi[0] = nd_register(dx), gi[1] = nd_register(dw), gi[2] = nd_register(db);
+        return ok ? ND_OK : nd_last_status();
+    }
+    /* Recording a graph of the backward: the same formulas in differentiable ops. */
+    int64_t dims[ND_MAX_DIMS];
+    for (int i = 0; i < n; i++)
+        dims[i] = x->ndim - n + i;
+    nd_tensor *centered = nd_sub(x, nd_mean_dims(x, n, dims, true));
+    nd_tensor *rstd = nd_rsqrt(nd_add_scalar(nd_mean_dims(nd_square(centered), n, dims, true), node->dparams[0]));
+    nd_tensor *xhat = nd_mul(centered, rstd);
+    nd_tensor *dxhat = w ? nd_mul(g, w) : g;
+    if (want_x) {
+        nd_tensor *a = nd_mean_dims(dxhat, n, dims, true), *c = nd_mean_dims(nd_mul(dxhat, xhat), n, dims, true);
+        if (!(gi[0] = nd_mul(rstd, nd_sub(nd_sub(dxhat, a), nd_mul(xhat, c)))))
+            return nd_last_status();
+    }
+    if (want_w && !(gi[1] = nd_reduce_grad(nd_mul(g, xhat), w)))
+        return nd_last_status();
+    if (want_b && !(gi[2] = nd_reduce_grad(g, b)))
+        return nd_last_status();
+    return ND_OK;
 }
 
 /* rms_norm: x / √(mean(x²) + eps) · w over the trailing dims. */

@@ -77,6 +77,8 @@
     X(SOFTMAX, "SoftmaxBackward0", nd_bw_softmax)           \
     X(LOG_SOFTMAX, "LogSoftmaxBackward0", nd_bw_softmax)    \
     X(BCE, "BinaryCrossEntropyBackward0", nd_bw_bce)        \
+    /* norm.c */                                            \
+    X(LAYER_NORM, "NativeLayerNormBackward0", nd_bw_layer_norm) \
     /* conv.c */                                            \
     X(IM2COL, "Im2ColBackward0", nd_bw_im2col)              \
     X(COL2IM, "Col2ImBackward0", nd_bw_col2im)              \

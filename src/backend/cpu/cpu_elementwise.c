@@ -779,6 +779,11 @@ void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, voi
 void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
 void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
 
+void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
+                               double eps, void *y, void *mean, void *rstd);
+void nd_cpu_layer_norm_backward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
+                                const void *mean, const void *rstd, void *dx, void *dw, void *db);
+
 const nd_backend nd_cpu_backend = {
     .name = "cpu",
     .binary = cpu_binary,
@@ -792,6 +797,8 @@ const nd_backend nd_cpu_backend = {
     .im2col = nd_cpu_im2col,
     .col2im = nd_cpu_col2im,
     .max_pool2d = nd_cpu_max_pool2d,
+    .layer_norm_forward = nd_cpu_layer_norm_forward,
+    .layer_norm_backward = nd_cpu_layer_norm_backward,
     .gemm = nd_cpu_gemm,
 };
 
