@@ -226,36 +226,42 @@ static nd_module *mlp(const int64_t *sizes, int n)
     return m;
 }
 
-static double mlp_step(int steps)
+/* Median ms of `steps` Adam steps of a classifier on a fixed random batch of 128 inputs of the
+ * given shape (after `warm` unmeasured steps); frees the model. */
+static double classifier_step_ms(nd_module *m, int ndim, const int64_t *shape, int warm, int steps)
 {
-    nd_manual_seed(0);
-    const int64_t sizes[4] = {784, 512, 256, 10};
-    nd_module *m = mlp(sizes, 4);
     nd_param_list *p = nd_params_new();
     nd_module_parameters(m, "", p);
     nd_optimizer *opt = nd_adam_new(nd_params_count(p), nd_params_tensors(p), 1e-3, 0.9, 0.999, 1e-8, 0);
     nd_scope_begin();
-    nd_tensor *x = nd_rand(ND_FLOAT32, ND_SHAPE(128, 784));
+    nd_tensor *x = nd_rand(ND_FLOAT32, ndim, shape);
     int64_t lab[128];
     for (int i = 0; i < 128; i++)
         lab[i] = i % 10;
     nd_tensor *y = nd_from_i64(lab, ND_SHAPE(128));
     double t[400];
-    for (int s = 0; s < steps + 5; s++) {
+    for (int s = 0; s < steps + warm; s++) {
         double t0 = now();
         nd_scope_begin();
         CHECK(nd_backward(nd_cross_entropy(nd_forward(m, x), y, NULL, -100, ND_REDUCTION_MEAN, 0)) == ND_OK);
         nd_optimizer_step(opt);
         nd_optimizer_zero_grad(opt);
         nd_scope_end();
-        if (s >= 5)
-            t[s - 5] = (now() - t0) * 1e3;
+        if (s >= warm)
+            t[s - warm] = (now() - t0) * 1e3;
     }
     nd_scope_end();
     nd_optimizer_free(opt);
     nd_params_free(p);
     nd_module_free(m);
     return median(t, steps);
+}
+
+static double mlp_step(int steps)
+{
+    nd_manual_seed(0);
+    const int64_t sizes[4] = {784, 512, 256, 10};
+    return classifier_step_ms(mlp(sizes, 4), ND_SHAPE(128, 784), 5, steps);
 }
 
 /* ggml's MNIST workload: 784-500-10, N(0, 0.01²) init, logical batch 1000 as two micro-batches of
@@ -313,31 +319,7 @@ static double cnn_step(int steps)
     nd_module_add(m, NULL, nd_linear_module(3136, 128, true, ND_FLOAT32));
     nd_module_add(m, NULL, nd_relu_module());
     nd_module_add(m, NULL, nd_linear_module(128, 10, true, ND_FLOAT32));
-    nd_param_list *p = nd_params_new();
-    nd_module_parameters(m, "", p);
-    nd_optimizer *opt = nd_adam_new(nd_params_count(p), nd_params_tensors(p), 1e-3, 0.9, 0.999, 1e-8, 0);
-    nd_scope_begin();
-    nd_tensor *x = nd_rand(ND_FLOAT32, ND_SHAPE(128, 1, 28, 28));
-    int64_t lab[128];
-    for (int i = 0; i < 128; i++)
-        lab[i] = i % 10;
-    nd_tensor *y = nd_from_i64(lab, ND_SHAPE(128));
-    double t[100];
-    for (int s = 0; s < steps + 2; s++) {
-        double t0 = now();
-        nd_scope_begin();
-        CHECK(nd_backward(nd_cross_entropy(nd_forward(m, x), y, NULL, -100, ND_REDUCTION_MEAN, 0)) == ND_OK);
-        nd_optimizer_step(opt);
-        nd_optimizer_zero_grad(opt);
-        nd_scope_end();
-        if (s >= 2)
-            t[s - 2] = (now() - t0) * 1e3;
-    }
-    nd_scope_end();
-    nd_optimizer_free(opt);
-    nd_params_free(p);
-    nd_module_free(m);
-    return median(t, steps);
+    return classifier_step_ms(m, ND_SHAPE(128, 1, 28, 28), 2, steps);
 }
 
 /* The char_gpt model at 4 layers, 4 heads, 128 channels, context 128, batch 32, AdamW. */

@@ -521,19 +521,16 @@ nd_status nd_copy_out(const nd_tensor *t, void *buf, size_t capacity, nd_dtype d
         memcpy(buf, nd_data_ptr(t), (size_t)n * es);
         return ND_OK;
     }
-    /* Strided or converting: a cast kernel over t's geometry into the dense buffer, so int64
+    /* Strided or converting: one cast kernel from t's geometry into the dense buffer, so int64
      * values are copied exactly rather than through a double. */
-    nd_tensor *dst = nd_alias(t, t->ndim, t->shape, t->strides, 0);
-    if (!dst)
-        return nd_last_status();
-    nd_storage view = {buf, (size_t)n * es, 1, 0};
-    nd_storage *own = dst->storage;
-    dst->storage = &view;
-    dst->dtype = dtype;
-    nd_contiguous_strides(t->ndim, t->shape, dst->strides);
-    nd_k_copy_into(dst, t);
-    dst->storage = own;
-    nd_unref(dst);
+    int64_t dense[ND_MAX_DIMS];
+    nd_contiguous_strides(t->ndim, t->shape, dense);
+    char *ptrs[2] = {buf, nd_data_ptr(t)};
+    const int64_t *strides[2] = {dense, t->strides};
+    size_t sizes[2] = {es, nd_dtype_size(t->dtype)};
+    nd_iter it;
+    nd_iter_init(&it, t->ndim, t->shape, 2, ptrs, strides, sizes);
+    nd_backend_get()->cast(dtype, t->dtype, &it);
     return ND_OK;
 }
 

@@ -12,6 +12,18 @@ void nd_broadcast_strides(const nd_tensor *t, int ndim, const int64_t *shape, in
     }
 }
 
+bool nd_check_dim(const char *op, int *dim, int ndim, bool allow_scalar)
+{
+    int d = nd_wrap_dim(*dim, ndim);
+    if (d < 0 || (ndim == 0 && !allow_scalar)) {
+        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", op,
+                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
+        return false;
+    }
+    *dim = ndim ? d : 0;
+    return true;
+}
+
 static char *base_ptr(const nd_tensor *t) { return nd_data_ptr(t); }
 
 void nd_k_copy_into(nd_tensor *dst, const nd_tensor *src)

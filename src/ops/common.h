@@ -17,6 +17,10 @@ static inline bool nd_check_inputs(const char *op, int n, nd_tensor *const *inpu
     return true;
 }
 
+/* Normalises a possibly negative dim in place; false (error recorded in PyTorch's words) when it
+ * is out of range, or when ndim is 0 and a scalar has no dim to take (allow_scalar false). */
+bool nd_check_dim(const char *op, int *dim, int ndim, bool allow_scalar);
+
 /* Expanded geometry of t as seen from an out shape (broadcast dims get stride 0). */
 void nd_broadcast_strides(const nd_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
 

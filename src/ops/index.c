@@ -40,18 +40,6 @@ static bool check_index_dtype(const char *name, const nd_tensor *index)
     return true;
 }
 
-static bool wrap_dim(const char *name, int *dim, int ndim)
-{
-    int d = nd_wrap_dim(*dim, ndim);
-    if (d < 0) {
-        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
-        return false;
-    }
-    *dim = ndim ? d : 0;
-    return true;
-}
-
 /* Runs the gather kernel: out (index's shape) = base[index along dim]. index_strides lets
  * index_select pass a broadcast 1-d index. */
 static void run_gather(nd_tensor *out, const nd_tensor *base, int dim, const nd_tensor *index, const int64_t *index_strides)
@@ -90,7 +78,7 @@ nd_tensor *nd_gather(nd_tensor *a, int dim, nd_tensor *index)
 {
     const char *name = "nd_gather";
     nd_tensor *ins[2] = {a, index};
-    if (!nd_check_inputs(name, 2, ins) || !check_index_dtype(name, index) || !wrap_dim(name, &dim, a->ndim))
+    if (!nd_check_inputs(name, 2, ins) || !check_index_dtype(name, index) || !nd_check_dim(name, &dim, a->ndim, true))
         return NULL;
     char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
     bool ok = index->ndim == a->ndim || (nd_numel(index) == 0);
@@ -128,7 +116,7 @@ nd_tensor *nd_scatter_add(nd_tensor *a, int dim, nd_tensor *index, nd_tensor *sr
 {
     const char *name = "nd_scatter_add";
     nd_tensor *ins[3] = {a, index, src};
-    if (!nd_check_inputs(name, 3, ins) || !check_index_dtype(name, index) || !wrap_dim(name, &dim, a->ndim))
+    if (!nd_check_inputs(name, 3, ins) || !check_index_dtype(name, index) || !nd_check_dim(name, &dim, a->ndim, true))
         return NULL;
     if (src->dtype != a->dtype)
         return nd_fail(ND_ERR_DTYPE, "%s: src (%s) must have the dtype of the input (%s)", name, nd_dtype_name(src->dtype),
@@ -192,7 +180,7 @@ nd_tensor *nd_index_select(nd_tensor *a, int dim, nd_tensor *index)
 {
     const char *name = "nd_index_select";
     nd_tensor *ins[2] = {a, index};
-    if (!nd_check_inputs(name, 2, ins) || !check_index_dtype(name, index) || !wrap_dim(name, &dim, a->ndim))
+    if (!nd_check_inputs(name, 2, ins) || !check_index_dtype(name, index) || !nd_check_dim(name, &dim, a->ndim, true))
         return NULL;
     if (index->ndim > 1) {
         char b[ND_SHAPE_BUF];
@@ -234,7 +222,7 @@ nd_tensor *nd_index_add(nd_tensor *a, int dim, nd_tensor *index, nd_tensor *src)
 {
     const char *name = "nd_index_add";
     nd_tensor *ins[3] = {a, index, src};
-    if (!nd_check_inputs(name, 3, ins) || !check_index_dtype(name, index) || !wrap_dim(name, &dim, a->ndim))
+    if (!nd_check_inputs(name, 3, ins) || !check_index_dtype(name, index) || !nd_check_dim(name, &dim, a->ndim, true))
         return NULL;
     if (src->dtype != a->dtype)
         return nd_fail(ND_ERR_DTYPE, "%s: src (%s) must have the dtype of the input (%s)", name, nd_dtype_name(src->dtype),

@@ -6,18 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool wrap_dim(const char *name, int *dim, int ndim)
-{
-    int d = nd_wrap_dim(*dim, ndim);
-    if (d < 0) {
-        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
-        return false;
-    }
-    *dim = ndim ? d : 0;
-    return true;
-}
-
 static bool require_float(const char *name, const nd_tensor *t, const char *what)
 {
     if (!nd_dtype_is_float(t->dtype)) {
@@ -33,7 +21,7 @@ static nd_tensor *softmax_impl(const char *name, nd_op op, nd_rowop row, nd_tens
 {
     if (!t)
         return nd_fail_null(name, 0);
-    if (!require_float(name, t, "the input") || !wrap_dim(name, &dim, t->ndim))
+    if (!require_float(name, t, "the input") || !nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     nd_tensor *out = nd_alloc(t->dtype, t->ndim, t->shape, false);
     if (!out)

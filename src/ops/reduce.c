@@ -198,18 +198,6 @@ static nd_tensor *row_reduce_all(const char *name, nd_rowop op, const nd_tensor 
     return out;
 }
 
-static bool one_dim(const char *name, const nd_tensor *t, int *dim)
-{
-    int d = nd_wrap_dim(*dim, t->ndim);
-    if (d < 0) {
-        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                t->ndim ? -t->ndim : -1, t->ndim ? t->ndim - 1 : 0, *dim);
-        return false;
-    }
-    *dim = t->ndim ? d : 0;
-    return true;
-}
-
 /* max / min of all elements.  da = g spread evenly over the positions equal to the result
  * (ties share the gradient, as PyTorch's evenly_distribute_backward). */
 static nd_tensor *extreme_all(const char *name, nd_op op, nd_rowop row, nd_tensor *t)
@@ -251,7 +239,7 @@ static nd_tensor *extreme_dim(const char *name, nd_op op, nd_rowop row, nd_tenso
         *indices = NULL;
     if (!t)
         return nd_fail_null(name, 0);
-    if (!one_dim(name, t, &dim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     nd_tensor *idx = NULL;
     nd_tensor *out = row_reduce(name, row, t, dim, keepdim, t->dtype, &idx);
@@ -309,7 +297,7 @@ static nd_tensor *arg_extreme(const char *name, nd_rowop row, nd_tensor *t, int 
         vals = f ? row_reduce(name, row, f, 0, false, t->dtype, &idx) : NULL;
         nd_unref(f);
     } else {
-        if (!one_dim(name, t, &dim))
+        if (!nd_check_dim(name, &dim, t->ndim, true))
             return NULL;
         vals = row_reduce(name, row, t, dim, keepdim, t->dtype, &idx);
     }
@@ -328,7 +316,7 @@ static nd_tensor *prod_impl(const char *name, nd_op op, nd_tensor *t, int dim, b
 {
     if (!t)
         return nd_fail_null(name, 0);
-    if (!all && !one_dim(name, t, &dim))
+    if (!all && !nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     nd_dtype out_dtype = nd_dtype_is_float(t->dtype) ? t->dtype : ND_INT64;
     nd_tensor *out = all ? row_reduce_all(name, ND_ROW_PROD, t, out_dtype)
@@ -651,7 +639,7 @@ nd_tensor *nd_cumsum(nd_tensor *t, int dim)
     const char *name = "nd_cumsum";
     if (!t)
         return nd_fail_null(name, 0);
-    if (!one_dim(name, t, &dim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     nd_dtype out_dtype = nd_dtype_is_float(t->dtype) ? t->dtype : ND_INT64;
     nd_tensor *out = nd_alloc(out_dtype, t->ndim, t->shape, false);

@@ -4,18 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool wrap_dim(const char *name, int *dim, int ndim)
-{
-    int d = nd_wrap_dim(*dim, ndim);
-    if (d < 0 || ndim == 0) {
-        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
-        return false;
-    }
-    *dim = d;
-    return true;
-}
-
 /* An unregistered alias of t with one dim narrowed to [start, start + len). */
 static nd_tensor *window(const nd_tensor *t, int dim, int64_t start, int64_t len)
 {
@@ -44,7 +32,7 @@ nd_tensor *nd_cat(int n, nd_tensor *const *tensors, int dim)
         ref = tensors[0];
     if (ref->ndim == 0)
         return nd_fail(ND_ERR_DIM, "%s: zero-dimensional tensor (input %d) cannot be concatenated", name, 0);
-    if (!wrap_dim(name, &dim, ref->ndim))
+    if (!nd_check_dim(name, &dim, ref->ndim, false))
         return NULL;
     nd_dtype dtype = tensors[0]->dtype;
     int64_t total = 0;
@@ -206,7 +194,7 @@ int nd_split(nd_tensor *t, int64_t split_size, int dim, int max_outputs, nd_tens
     const char *name = "nd_split";
     if (!t)
         return nd_fail_null(name, 0), -1;
-    if (!wrap_dim(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, false))
         return -1;
     if (split_size <= 0 && !(split_size == 0 && t->shape[dim] == 0))
         return nd_fail(ND_ERR_VALUE, "%s: split_size must be positive, got %lld", name, (long long)split_size), -1;
@@ -222,7 +210,7 @@ int nd_chunk(nd_tensor *t, int64_t chunks, int dim, int max_outputs, nd_tensor *
     const char *name = "nd_chunk";
     if (!t)
         return nd_fail_null(name, 0), -1;
-    if (!wrap_dim(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, false))
         return -1;
     if (chunks <= 0)
         return nd_fail(ND_ERR_VALUE, "%s: chunks must be positive, got %lld", name, (long long)chunks), -1;

@@ -140,25 +140,13 @@ nd_status nd_bw_view(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return gi[0] ? ND_OK : nd_last_status();
 }
 
-static bool wrap(const char *name, int *dim, int ndim)
-{
-    int d = nd_wrap_dim(*dim, ndim);
-    if (d < 0) {
-        nd_fail(ND_ERR_DIM, "%s: dimension out of range (expected to be in range of [%d, %d], but got %d)", name,
-                ndim ? -ndim : -1, ndim ? ndim - 1 : 0, *dim);
-        return false;
-    }
-    *dim = d;
-    return true;
-}
-
 /* transpose: swap two dims.  da = transpose(g) with the same dims. */
 nd_tensor *nd_transpose(nd_tensor *t, int dim0, int dim1)
 {
     const char *name = "nd_transpose";
     if (!t)
         return nd_fail_null(name, 0);
-    if (!wrap(name, &dim0, t->ndim) || !wrap(name, &dim1, t->ndim))
+    if (!nd_check_dim(name, &dim0, t->ndim, true) || !nd_check_dim(name, &dim1, t->ndim, true))
         return NULL;
     int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
     memcpy(sh, t->shape, sizeof sh);
@@ -250,7 +238,7 @@ nd_tensor *nd_squeeze_dim(nd_tensor *t, int dim)
     const char *name = "nd_squeeze_dim";
     if (!t)
         return nd_fail_null(name, 0);
-    if (!wrap(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     int64_t sh[ND_MAX_DIMS], st[ND_MAX_DIMS];
     int n = 0;
@@ -343,7 +331,7 @@ nd_tensor *nd_slice(nd_tensor *t, int dim, int64_t start, int64_t end, int64_t s
         return nd_fail_null(name, 0);
     if (t->ndim == 0)
         return nd_fail(ND_ERR_DIM, "%s: slicing cannot be applied to a 0-dim tensor", name);
-    if (!wrap(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     if (step <= 0)
         return nd_fail(ND_ERR_VALUE, "%s: slice step must be positive, got %lld", name, (long long)step);
@@ -373,7 +361,7 @@ nd_tensor *nd_narrow(nd_tensor *t, int dim, int64_t start, int64_t length)
         return nd_fail_null(name, 0);
     if (t->ndim == 0)
         return nd_fail(ND_ERR_DIM, "%s: narrow cannot be applied to a 0-dim tensor", name);
-    if (!wrap(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     int64_t n = t->shape[dim];
     if (start < -n || start > n)
@@ -395,7 +383,7 @@ nd_tensor *nd_select(nd_tensor *t, int dim, int64_t index)
         return nd_fail_null(name, 0);
     if (t->ndim == 0)
         return nd_fail(ND_ERR_DIM, "%s: select cannot be applied to a 0-dim tensor", name);
-    if (!wrap(name, &dim, t->ndim))
+    if (!nd_check_dim(name, &dim, t->ndim, true))
         return NULL;
     int64_t n = t->shape[dim];
     if (index < -n || index >= n)
@@ -465,7 +453,7 @@ nd_tensor *nd_flatten(nd_tensor *t, int start_dim, int end_dim)
     const char *name = "nd_flatten";
     if (!t)
         return nd_fail_null(name, 0);
-    if (!wrap(name, &start_dim, t->ndim) || !wrap(name, &end_dim, t->ndim))
+    if (!nd_check_dim(name, &start_dim, t->ndim, true) || !nd_check_dim(name, &end_dim, t->ndim, true))
         return NULL;
     if (t->ndim == 0)
         return nd_reshape(t, 1, (const int64_t[]){1});

@@ -26,7 +26,7 @@ typedef struct pool {
     pthread_t workers[MAX_THREADS];
     uint64_t start_generation[MAX_THREADS]; /* the generation a worker has already seen at birth */
     int n_workers;           /* started workers (threads - 1) */
-    int wanted;              /* configured thread count */
+    atomic_int wanted;       /* configured thread count (0: not yet decided) */
     atomic_uint_fast64_t generation; /* bumped for every region */
     atomic_int pending;              /* workers still running the current region */
     atomic_bool stopping;
@@ -148,13 +148,16 @@ static int default_threads(void)
     return cpus >= 1 && cpus <= MAX_THREADS ? (int)cpus : 1;
 }
 
+/* Read on every parallel region: an atomic load, no lock. */
 int nd_get_num_threads(void)
 {
-    pthread_mutex_lock(&region_lock);
-    if (the_pool.wanted == 0)
-        the_pool.wanted = default_threads();
-    int n = the_pool.wanted;
-    pthread_mutex_unlock(&region_lock);
+    int n = atomic_load_explicit(&the_pool.wanted, memory_order_relaxed);
+    if (n == 0) {
+        int expected = 0;
+        n = default_threads();
+        if (!atomic_compare_exchange_strong(&the_pool.wanted, &expected, n))
+            n = expected;
+    }
     return n;
 }
 
@@ -167,7 +170,7 @@ nd_status nd_set_num_threads(int n)
     pthread_mutex_lock(&region_lock);
     if (the_pool.n_workers != n - 1 && the_pool.n_workers > 0)
         stop_workers(); /* restarted lazily at the next region with the new size */
-    the_pool.wanted = n;
+    atomic_store(&the_pool.wanted, n);
     pthread_mutex_unlock(&region_lock);
     return ND_OK;
 }
