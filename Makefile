@@ -6,7 +6,9 @@ OPT ?= -O3
 CFLAGS ?=
 EXTRA_CFLAGS ?=
 LDFLAGS ?=
-ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_CFLAGS)
+# -fno-math-errno: nothing reads errno after libm calls, and without it sqrt and friends cannot
+# be vectorised (they must stay calls that may set errno).
+ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) -fno-math-errno -g -fPIC -Iinclude -Isrc $(CFLAGS) $(EXTRA_CFLAGS)
 LIBS = -lz -lm -lpthread
 # make BLAS=openblas: GEMM through OpenBLAS (Debian's libopenblas-dev), for comparison.
 ifeq ($(BLAS),openblas)

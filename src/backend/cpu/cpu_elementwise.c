@@ -300,7 +300,10 @@ static inline float fast_tanhf(float x)
     float a = x < 0 ? -x : x;
     float x2 = a * a;
     float series = a * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * (-0.0539682540f + x2 * 0.0218694885f))));
-    float expo = 1.0f - 2.0f / (fast_expf(2.0f * (a < 20.0f ? a : 20.0f)) + 1.0f);
+    /* e^-2a never overflows, so no clamp is needed; a clamp here let gcc thread jumps through
+     * fast_expf's selects, which stopped the loop from vectorising. */
+    float e = fast_expf(-2.0f * a);
+    float expo = (1.0f - e) / (1.0f + e);
     float t = a < 0.25f ? series : expo;
     t = x < 0 ? -t : t;
     return x != x ? x : t;
