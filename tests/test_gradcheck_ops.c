@@ -1715,9 +1715,24 @@ static nd_tensor *fn_attention(nd_tensor *const *in, void *user)
     case 5: /* dropout on the attention weights, reseeded so every call sees one mask */
         nd_manual_seed(99);
         return nd_scaled_dot_product_attention(q, k, v, NULL, 0.3, false, 0.0);
+    case 7: /* causal with L != S (top-left aligned: query i sees keys 0..i) */
+        return nd_scaled_dot_product_attention(q, k, v, NULL, 0.0, true, 0.0);
+    case 8: { /* GPT layout: heads cut from one packed [B, T, 3*H*D] leaf, every operand strided */
+        nd_tensor *h[3];
+        for (int i = 0; i < 3; i++)
+            h[i] = nd_transpose(nd_reshape(nd_narrow(q, 2, i * 6, 6), ND_SHAPE(2, 4, 2, 3)), 1, 2);
+        return nd_scaled_dot_product_attention(h[0], h[1], h[2], NULL, 0.0, true, 0.0);
+    }
     default: /* k given transposed: leaf [2,4,5] -> [2,5,4] */
         return nd_scaled_dot_product_attention(q, nd_transpose(k, -1, -2), v, NULL, 0.0, false, 0.0);
     }
+}
+
+/* Self-attention of one tensor, for the second-order checks: x is q, k and v at once. */
+static nd_tensor *fn_self_attention(nd_tensor *const *in, void *user)
+{
+    const bool *causal = user;
+    return nd_scaled_dot_product_attention(in[0], in[0], in[0], NULL, 0.0, *causal, 0.0);
 }
 
 TEST(scaled_dot_product_attention)
@@ -1737,8 +1752,15 @@ TEST(scaled_dot_product_attention)
        leaf(ANY, ND_SHAPE(2, 5, 2)));
     GC("sdpa broadcast batch, k transposed", fn_attention, &c6, leaf(ANY, ND_SHAPE(2, 1, 3, 4)),
        leaf(ANY, ND_SHAPE(2, 4, 5)), leaf(ANY, ND_SHAPE(1, 2, 5, 2)));
+    index_ctx c7 = {7}, c8 = {8};
+    GC("sdpa causal, fewer queries than keys", fn_attention, &c7, leaf(ANY, ND_SHAPE(2, 3, 4)),
+       leaf(ANY, ND_SHAPE(2, 5, 4)), leaf(ANY, ND_SHAPE(2, 5, 2)));
+    GC("sdpa causal, more queries than keys", fn_attention, &c7, leaf(ANY, ND_SHAPE(2, 5, 4)),
+       leaf(ANY, ND_SHAPE(2, 3, 4)), leaf(ANY, ND_SHAPE(2, 3, 2)));
+    GC("sdpa causal, heads cut from a packed qkv", fn_attention, &c8, leaf(ANY, ND_SHAPE(2, 4, 18)));
     nd_scope_end();
 }
+
 
 /* The global-norm helpers are not differentiable ops: check their values on real gradients. */
 TEST(global_norm_and_clip)
@@ -1841,6 +1863,17 @@ static nd_tensor *fn_plain_select(nd_tensor *const *in, void *user)
 {
     (void)user;
     return nd_select(in[0], 0, 1);
+}
+
+/* The fused attention's backward, recorded with create_graph, checked again. */
+TEST(second_order_attention)
+{
+    nd_scope_begin();
+    bool plain = false, causal = true;
+    second_ctx s1 = {fn_self_attention, &plain, false}, s2 = {fn_self_attention, &causal, true};
+    GC("d/dx attention(x, x, x)", fn_second, &s1, leaf(ANY, ND_SHAPE(2, 3, 4)), leaf(ANY, ND_SHAPE(2, 3, 4)));
+    GC("d/dx causal attention(x, x, x)^2", fn_second, &s2, leaf(ANY, ND_SHAPE(2, 4, 3)), leaf(ANY, ND_SHAPE(2, 4, 3)));
+    nd_scope_end();
 }
 
 TEST(second_order_gelu)
@@ -2306,6 +2339,7 @@ void run_suite(void)
     RUN(adaptive_avg_pool2d);
     RUN(scaled_dot_product_attention);
     RUN(global_norm_and_clip);
+    RUN(second_order_attention);
     RUN(second_order_gelu);
     RUN(second_order_softplus);
     RUN(second_order_logsumexp);

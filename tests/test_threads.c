@@ -76,8 +76,23 @@ static nd_tensor *training_steps(void)
     return nd_cat(2, (nd_tensor *[]){nd_flatten(w, 0, -1), nd_flatten(v, 0, -1)}, 0);
 }
 
+/* The fused attention forward and backward: slices go to different threads at 2 threads. */
+static nd_tensor *attention(void)
+{
+    nd_tensor *qkv = nd_randn(ND_FLOAT32, ND_SHAPE(3, 40, 3 * 32));
+    nd_set_requires_grad(qkv, true);
+    nd_tensor *heads[3];
+    for (int i = 0; i < 3; i++)
+        heads[i] = nd_transpose(nd_reshape(nd_narrow(qkv, 2, i * 32, 32), ND_SHAPE(3, 40, 4, 8)), 1, 2);
+    nd_tensor *out = nd_scaled_dot_product_attention(heads[0], heads[1], heads[2], NULL, 0.0, true, 0.0);
+    if (nd_backward(nd_sum(nd_square(out))) != ND_OK)
+        return NULL;
+    return nd_cat(2, (nd_tensor *[]){nd_flatten(out, 0, -1), nd_flatten(nd_grad(qkv), 0, -1)}, 0);
+}
+
 TEST(results_do_not_depend_on_the_thread_count)
 {
+    CHECK(same_at_1_and_2(attention));
     CHECK(same_at_1_and_2(big_matmul));
     CHECK(same_at_1_and_2(transposed_matmul));
     CHECK(same_at_1_and_2(batched));

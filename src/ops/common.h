@@ -43,6 +43,8 @@ nd_tensor *nd_k_copy(const nd_tensor *src, nd_dtype dtype);
 void nd_k_copy_into(nd_tensor *dst, const nd_tensor *src);
 /* out = a op b with broadcasting; a and b already of the compute dtype. */
 void nd_k_binary_into(nd_binop op, nd_tensor *out, const nd_tensor *a, const nd_tensor *b);
+/* A dense copy of t when it is not contiguous (unregistered); t itself otherwise. */
+static inline nd_tensor *nd_dense(nd_tensor *t) { return !t || nd_is_contiguous(t) ? t : nd_k_copy(t, t->dtype); }
 /* Fresh tensor of value everywhere. */
 nd_tensor *nd_k_full(nd_dtype dtype, int ndim, const int64_t *shape, double value);
 /* An internal 0-dim constant that promotes like a C number (see nd_promote). */

@@ -453,6 +453,138 @@ nd_tensor *nd_dropout(nd_tensor *t, double p, bool training)
 /* Scaled dot-product attention: softmax(q kᵀ · scale + mask) v over the last two dims.
  * attn_mask: bool (true = may attend) or float (added), broadcast to [.., L, S]; is_causal masks
  * the upper triangle; scale <= 0 means 1/√E. */
+/* softmax(q kᵀ scale) with the causal mask (query i sees keys 0..i) or a bool mask (true = may
+ * attend) or a float mask added to the scores: the attention weights, in differentiable ops. */
+static nd_tensor *attention_weights(nd_tensor *q, nd_tensor *k, nd_tensor *attn_mask, bool is_causal, double sc)
+{
+    int64_t L = q->shape[q->ndim - 2], S = k->shape[k->ndim - 2];
+    nd_tensor *scores = nd_mul_scalar(nd_matmul(q, nd_transpose(k, -2, -1)), sc);
+    nd_tensor *blocked = NULL;
+    if (is_causal) {
+        int64_t shape[2] = {L, S};
+        blocked = nd_gt(nd_triu(nd_ones(ND_FLOAT32, 2, shape), 1), nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32)));
+    } else if (attn_mask && attn_mask->dtype == ND_BOOL) {
+        blocked = nd_eq(attn_mask, nd_register(nd_k_wrapped_scalar(0.0, ND_BOOL)));
+    } else if (attn_mask) {
+        scores = nd_add(scores, attn_mask);
+    }
+    if (blocked)
+        scores = nd_masked_fill(scores, blocked, -INFINITY);
+    return nd_softmax(scores, -1);
+}
+
+/* The fused kernel's geometry: q, k, v of one float dtype, non-empty, batch dims that broadcast
+ * together. False when the case is not one the kernel takes (then the op is composed instead). */
+static bool attention_geometry(nd_tensor *q, nd_tensor *k, nd_tensor *v, bool causal, double scale,
+                               nd_attention_geometry *g)
+{
+    if (q->dtype != k->dtype || q->dtype != v->dtype || !nd_dtype_is_float(q->dtype) || nd_numel(q) == 0 ||
+        nd_numel(k) == 0 || nd_numel(v) == 0)
+        return false;
+    int nb, nb2;
+    int64_t b1[ND_MAX_DIMS], b2[ND_MAX_DIMS];
+    if (!nd_broadcast_shapes(q->ndim - 2, q->shape, k->ndim - 2, k->shape, &nb, b1) ||
+        !nd_broadcast_shapes(nb, b1, v->ndim - 2, v->shape, &nb2, b2))
+        return false;
+    memset(g, 0, sizeof *g);
+    g->nbatch = nb2;
+    memcpy(g->batch, b2, sizeof(int64_t) * (size_t)nb2);
+    nd_tensor *ts[3] = {q, k, v};
+    int64_t *strides[3] = {g->q_strides, g->k_strides, g->v_strides};
+    for (int t = 0; t < 3; t++) {
+        int lead = nb2 - (ts[t]->ndim - 2);
+        for (int d = 0; d < nb2; d++) {
+            int src = d - lead;
+            strides[t][d] = src < 0 || ts[t]->shape[src] == 1 ? 0 : ts[t]->strides[src];
+        }
+        strides[t][nb2] = ts[t]->strides[ts[t]->ndim - 2];
+        strides[t][nb2 + 1] = ts[t]->strides[ts[t]->ndim - 1];
+    }
+    g->L = q->shape[q->ndim - 2], g->S = k->shape[k->ndim - 2];
+    g->E = q->shape[q->ndim - 1], g->Ev = v->shape[v->ndim - 1];
+    g->scale = scale;
+    g->causal = causal;
+    return true;
+}
+
+/* One op: the fused kernel, saving only each row's log-sum-exp (the backward recomputes the
+ * weights), so no L x S tensor is made or kept.  iparams: causal;  dparams: scale. */
+static nd_tensor *attention_fused(const char *name, nd_tensor *q, nd_tensor *k, nd_tensor *v, const nd_attention_geometry *g)
+{
+    int64_t shape[ND_MAX_DIMS];
+    memcpy(shape, g->batch, sizeof(int64_t) * (size_t)g->nbatch);
+    shape[g->nbatch] = g->L, shape[g->nbatch + 1] = g->Ev;
+    nd_tensor *out = nd_alloc(q->dtype, g->nbatch + 2, shape, false);
+    nd_tensor *lse = out ? nd_alloc(q->dtype, g->nbatch + 1, shape, false) : NULL;
+    if (!lse || !nd_backend_get()->attention_forward(q->dtype, g, nd_data_ptr(q), nd_data_ptr(k), nd_data_ptr(v), nd_data_ptr(out),
+                                                     nd_data_ptr(lse))) {
+        nd_unref(out);
+        nd_unref(lse);
+        return lse ? nd_fail(ND_ERR_NOMEM, "%s: out of memory for the score rows", name) : NULL;
+    }
+    nd_tensor *ins[3] = {q, k, v};
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_ATTENTION, 3, ins, &node);
+    if (node) {
+        node->iparams[0] = g->causal;
+        node->dparams[0] = g->scale;
+        node->saved[0] = lse;
+        node->saved_versions[0] = 0;
+    } else {
+        nd_unref(lse);
+    }
+    return out;
+}
+
+/* dV = Pᵀ g;  dP = g Vᵀ;  dS = P (dP - Σ_j P dP) scale;  dQ = dS K;  dK = dSᵀ Q (each summed down
+ * to its input's batch shape). Fused unless a graph of the backward is being recorded. */
+nd_status nd_bw_attention(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *q = node->inputs[0], *k = node->inputs[1], *v = node->inputs[2];
+    bool causal = node->iparams[0] != 0;
+    double scale = node->dparams[0];
+    nd_tensor *dq, *dk, *dv;
+    if (!nd_is_grad_enabled()) {
+        nd_attention_geometry geo;
+        attention_geometry(q, k, v, causal, scale, &geo);
+        int64_t shape[ND_MAX_DIMS];
+        memcpy(shape, geo.batch, sizeof(int64_t) * (size_t)geo.nbatch);
+        int nd = geo.nbatch + 2;
+        shape[nd - 2] = geo.L, shape[nd - 1] = geo.E;
+        dq = nd_register(nd_alloc(q->dtype, nd, shape, false));
+        shape[nd - 2] = geo.S;
+        dk = nd_register(nd_alloc(q->dtype, nd, shape, false));
+        shape[nd - 1] = geo.Ev;
+        dv = nd_register(nd_alloc(q->dtype, nd, shape, false));
+        nd_tensor *gc = nd_dense(g);
+        if (!dq || !dk || !dv || !gc)
+            return nd_last_status();
+        bool ok = nd_backend_get()->attention_backward(q->dtype, &geo, nd_data_ptr(q), nd_data_ptr(k), nd_data_ptr(v),
+                                                       nd_data_ptr(node->saved[0]), nd_data_ptr(gc), nd_data_ptr(dq),
+                                                       nd_data_ptr(dk), nd_data_ptr(dv));
+        if (gc != g)
+            nd_unref(gc);
+        if (!ok)
+            return nd_fail_status(ND_ERR_NOMEM, "nd_scaled_dot_product_attention backward: out of memory for the score rows");
+    } else {
+        nd_tensor *p = attention_weights(q, k, NULL, causal, scale);
+        int64_t last[1] = {p ? p->ndim - 1 : 0};
+        dv = nd_matmul(nd_transpose(p, -2, -1), g);
+        nd_tensor *dp = nd_matmul(g, nd_transpose(v, -2, -1));
+        nd_tensor *ds = nd_mul_scalar(nd_mul(p, nd_sub(dp, nd_sum_dims(nd_mul(dp, p), 1, last, true))), scale);
+        dq = nd_matmul(ds, k);
+        dk = nd_matmul(nd_transpose(ds, -2, -1), q);
+        if (!dq || !dk || !dv)
+            return nd_last_status();
+    }
+    gi[0] = q->requires_grad ? nd_reduce_grad(dq, q) : NULL;
+    gi[1] = k->requires_grad ? nd_reduce_grad(dk, k) : NULL;
+    gi[2] = v->requires_grad ? nd_reduce_grad(dv, v) : NULL;
+    if ((q->requires_grad && !gi[0]) || (k->requires_grad && !gi[1]) || (v->requires_grad && !gi[2]))
+        return nd_last_status();
+    return ND_OK;
+}
+
 nd_tensor *nd_scaled_dot_product_attention(nd_tensor *q, nd_tensor *k, nd_tensor *v, nd_tensor *attn_mask,
                                            double dropout_p, bool is_causal, double scale)
 {
@@ -470,22 +602,12 @@ nd_tensor *nd_scaled_dot_product_attention(nd_tensor *q, nd_tensor *k, nd_tensor
         return nd_fail(ND_ERR_VALUE, "%s: pass either attn_mask or is_causal, not both", name);
     if (!(dropout_p >= 0 && dropout_p <= 1))
         return nd_fail(ND_ERR_VALUE, "%s: dropout_p must be in [0, 1], got %g", name, dropout_p);
-    int64_t L = q->shape[q->ndim - 2], S = k->shape[k->ndim - 2], E = q->shape[q->ndim - 1];
-    double sc = scale > 0 ? scale : 1.0 / sqrt((double)E);
+    double sc = scale > 0 ? scale : 1.0 / sqrt((double)q->shape[q->ndim - 1]);
+    nd_attention_geometry geo;
+    if (!attn_mask && dropout_p == 0 && attention_geometry(q, k, v, is_causal, sc, &geo))
+        return attention_fused(name, q, k, v, &geo);
     nd_composite_begin();
-    nd_tensor *scores = nd_mul_scalar(nd_matmul(q, nd_transpose(k, -2, -1)), sc);
-    nd_tensor *blocked = NULL;
-    if (is_causal) {
-        int64_t shape[2] = {L, S};
-        blocked = nd_gt(nd_triu(nd_ones(ND_FLOAT32, 2, shape), 1), nd_register(nd_k_wrapped_scalar(0.0, ND_FLOAT32)));
-    } else if (attn_mask && attn_mask->dtype == ND_BOOL) {
-        blocked = nd_eq(attn_mask, nd_register(nd_k_wrapped_scalar(0.0, ND_BOOL)));
-    } else if (attn_mask) {
-        scores = nd_add(scores, attn_mask);
-    }
-    if (blocked)
-        scores = nd_masked_fill(scores, blocked, -INFINITY);
-    nd_tensor *attn = nd_softmax(scores, -1);
+    nd_tensor *attn = attention_weights(q, k, attn_mask, is_causal, sc);
     if (dropout_p > 0)
         attn = nd_dropout(attn, dropout_p, true);
     return nd_composite_end(nd_matmul(attn, v));

@@ -44,9 +44,6 @@ static bool affine_shape(const char *name, const char *what, const nd_tensor *p,
     return true;
 }
 
-/* A dense copy of t when it is not contiguous (unregistered); t itself otherwise. */
-static nd_tensor *dense(nd_tensor *t) { return !t || nd_is_contiguous(t) ? t : nd_k_copy(t, t->dtype); }
-
 /* layer_norm: (x - mean) / √(var + eps) · w + b over the trailing normalized_shape dims, with the
  * biased variance; one op with a one-pass kernel. Saves each row's mean and 1/std.
  * dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w;  dw = Σ g xhat;  db = Σ g
@@ -65,7 +62,7 @@ nd_tensor *nd_layer_norm(nd_tensor *x, int n, const int64_t *normalized_shape, n
     if ((weight && weight->dtype != x->dtype) || (bias && bias->dtype != x->dtype))
         return nd_fail(ND_ERR_DTYPE, "%s: weight and bias must have the input's dtype (%s)", name, nd_dtype_name(x->dtype));
     int64_t d = nd_shape_numel(n, normalized_shape), rows = d ? nd_numel(x) / d : 0;
-    nd_tensor *xc = dense(x), *wc = dense(weight), *bc = dense(bias);
+    nd_tensor *xc = nd_dense(x), *wc = nd_dense(weight), *bc = nd_dense(bias);
     nd_tensor *out = xc && (!weight || wc) && (!bias || bc) ? nd_alloc(x->dtype, x->ndim, x->shape, false) : NULL;
     nd_tensor *mean = out ? nd_alloc(x->dtype, 1, &rows, false) : NULL;
     nd_tensor *rstd = mean ? nd_alloc(x->dtype, 1, &rows, false) : NULL;
@@ -106,7 +103,7 @@ nd_status nd_bw_layer_norm(nd_node *node, nd_tensor *g, nd_tensor **gi)
     int64_t d = nd_shape_numel(n, x->shape + x->ndim - n), rows = d ? nd_numel(x) / d : 0;
     bool want_x = x->requires_grad, want_w = w && w->requires_grad, want_b = b && b->requires_grad;
     if (!nd_is_grad_enabled()) {
-        nd_tensor *xc = dense(x), *wc = dense(w), *gc = dense(g);
+        nd_tensor *xc = nd_dense(x), *wc = nd_dense(w), *gc = nd_dense(g);
         nd_tensor *dx = want_x ? nd_alloc(x->dtype, x->ndim, x->shape, false) : NULL;
         nd_tensor *dw = want_w ? nd_alloc(x->dtype, w->ndim, w->shape, false) : NULL;
         nd_tensor *db = want_b ? nd_alloc(x->dtype, b->ndim, b->shape, false) : NULL;

@@ -2446,6 +2446,10 @@ def nn_ops(orc):
             ("2-d", [n((4, 8)), n((6, 8)), n((6, 7))], lambda o, q, k, v: o.sdpa(q, k, v, None, False, 0.0)),
             ("transposed k", [n((2, 4, 8)), n((2, 8, 6)), n((2, 6, 5))],
              lambda o, q, k, v: o.sdpa(q, o.transpose(k, 1, 2), v, None, False, 0.0)),
+            ("causal heads, every operand a transposed view", [n((2, 5, 3, 8)), n((2, 5, 3, 8)), n((2, 5, 3, 4))],
+             lambda o, q, k, v: o.sdpa(o.transpose(q, 1, 2), o.transpose(k, 1, 2), o.transpose(v, 1, 2), None, True, 0.0)),
+            ("broadcast batch dims", [n((2, 1, 4, 8)), n((3, 6, 8)), n((1, 3, 6, 5))],
+             lambda o, q, k, v: o.sdpa(q, k, v, None, False, 0.0)),
         ]
         for label, arrs, f in sdpa:
             orc.run("scaled_dot_product_attention(%s)" % label, arrs, f, kind="reduce", size=8, check_name=False)

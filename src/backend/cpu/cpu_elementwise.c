@@ -2,6 +2,8 @@
  * loop (unit strides, or one operand broadcast) written so the compiler can vectorise it, and a
  * strided fallback. The outer dims are walked by drive(). */
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/fast_math.h"
 #include "backend/cpu/threads.h"
 
 #include <math.h>
@@ -11,13 +13,6 @@ static inline bool nd_dtype_is_float_(nd_dtype d) { return d == ND_FLOAT32 || d 
 
 typedef void (*inner_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
 
-/* Each inner loop is compiled for AVX-512, AVX2+FMA and baseline x86-64, and the loader picks the
- * best one for the CPU (ifunc dispatch), so one binary is fast everywhere and runs anywhere. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 /* Calls the inner loop on rows [row_begin, row_end) of the iteration (a row is the last dim),
  * or, for a single-row iteration, on its elements [row_begin, row_end). */
@@ -266,31 +261,6 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
             }                                                                                          \
         }                                                                                              \
     }
-
-/* float32 exp in straight-line arithmetic the compiler can vectorise (libm's expf is a call
- * per element): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its Taylor
- * polynomial to r^7 (error < 1e-8 relative), and 2^n built in the exponent bits. About 1 ulp. */
-static inline float fast_expf(float x)
-{
-    /* Branch-free so loops vectorise: NaN is carried through a select, not a test. */
-    bool nan = x != x;
-    float xc = nan ? 0.0f : x < -104.0f ? -104.0f : x > 88.72f ? 88.72f : x; /* e^-104 rounds to 0 */
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float n = (xc * 1.44269504088896341f + shifter) - shifter;
-    float r = xc - n * 0.693145751953125f;
-    r = r - n * 1.42860682030941723e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666667e-1f + r * (4.16666667e-2f + r * (8.33333333e-3f +
-                                                                                       r * (1.38888889e-3f + r * 1.98412698e-4f))))));
-    /* 2^n for n >= -126 in the exponent field; below that, two steps keep subnormals right. */
-    int32_t k = (int32_t)n;
-    int32_t k1 = k < -126 ? -126 : k, k2 = k - k1;
-    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    float result = p * s1 * s2;
-    return nan ? x : result;
-}
 
 /* tanh from fast_expf: an odd series near 0 (where 1 - 2/(e^2x + 1) would cancel), the
  * exponential form elsewhere (it reaches exactly 1 for large |x|); both computed, one selected,
@@ -774,19 +744,6 @@ static void cpu_scatter_add(nd_dtype dtype, const nd_iter *it, int64_t dim_strid
     drive_points(it, scatter_add_point, &c);
 }
 
-void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
-                 const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
-                 const int64_t c_strides[3]);
-
-void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
-void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
-void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
-
-void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
-                               double eps, void *y, void *mean, void *rstd);
-void nd_cpu_layer_norm_backward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
-                                const void *mean, const void *rstd, void *dx, void *dw, void *db);
-
 const nd_backend nd_cpu_backend = {
     .name = "cpu",
     .binary = cpu_binary,
@@ -803,6 +760,8 @@ const nd_backend nd_cpu_backend = {
     .layer_norm_forward = nd_cpu_layer_norm_forward,
     .layer_norm_backward = nd_cpu_layer_norm_backward,
     .gemm = nd_cpu_gemm,
+    .attention_forward = nd_cpu_attention_forward,
+    .attention_backward = nd_cpu_attention_backward,
 };
 
 const nd_backend *nd_backend_get(void) { return &nd_cpu_backend; }

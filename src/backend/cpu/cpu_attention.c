@@ -1,0 +1,278 @@
+/* Scaled dot-product attention as one kernel per (batch, head) slice, so the L x S score matrix
+ * lives only in a per-thread scratch buffer and never becomes a tensor. The forward keeps each
+ * row's log-sum-exp; the backward recomputes the probabilities from it (one extra q kᵀ product)
+ * instead of saving them, which is what lets a GPT's activations fit in half of PyTorch's memory.
+ * Slices are split across the pool; each slice is computed the same way on any thread, so
+ * results do not depend on the thread count. */
+#define _POSIX_C_SOURCE 200809L
+#include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/fast_math.h"
+#include "backend/cpu/threads.h"
+#include "core/internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ per-thread scratch */
+
+static ND_THREAD_LOCAL struct {
+    void *ptr;
+    size_t size;
+} scores;
+static pthread_key_t scores_key;
+static pthread_once_t scores_once = PTHREAD_ONCE_INIT;
+
+static void free_scores(void *unused)
+{
+    (void)unused;
+    free(scores.ptr);
+    scores.ptr = NULL;
+    scores.size = 0;
+}
+
+static void make_scores_key(void) { pthread_key_create(&scores_key, free_scores); }
+
+/* Grown on demand and kept, so steady-state training allocates nothing here. */
+static void *scores_buffer(size_t need)
+{
+    if (scores.size < need) {
+        pthread_once(&scores_once, make_scores_key);
+        pthread_setspecific(scores_key, &scores_key);
+        void *p = NULL;
+        if (posix_memalign(&p, 64, need) != 0)
+            return NULL;
+        free(scores.ptr);
+        scores.ptr = p;
+        scores.size = need;
+    }
+    return scores.ptr;
+}
+
+/* ------------------------------------------------------------------ row kernels */
+
+/* Keys a query row may see: all S, or with the causal mask (top-left aligned, as PyTorch's
+ * is_causal) keys 0..i. */
+static inline int64_t visible(const nd_attention_geometry *g, int64_t i)
+{
+    return g->causal ? (i + 1 < g->S ? i + 1 : g->S) : g->S;
+}
+
+/* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
+VECTOR_CLONES static float softmax_row_f32(float *row, int64_t n, int64_t S, float scale)
+{
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        float x = row[j] * scale;
+        mx = x > mx ? x : mx;
+    }
+    if (mx == -INFINITY) /* every visible score is -inf: uniform over nothing, as softmax gives NaN */
+        mx = 0;
+    for (int64_t j = 0; j < n; j++)
+        row[j] = fast_expf(row[j] * scale - mx);
+    float part[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            part[l] += row[j + l];
+    float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; j < n; j++)
+        sum += row[j];
+    float inv = 1.0f / sum;
+    for (j = 0; j < n; j++)
+        row[j] *= inv;
+    for (j = n; j < S; j++)
+        row[j] = 0;
+    return mx + logf(sum);
+}
+
+static double softmax_row_f64(double *row, int64_t n, int64_t S, double scale)
+{
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        double x = row[j] * scale;
+        mx = x > mx ? x : mx;
+    }
+    if (mx == -INFINITY)
+        mx = 0;
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++)
+        sum += row[j] = exp(row[j] * scale - mx);
+    double inv = 1.0 / sum;
+    for (int64_t j = 0; j < n; j++)
+        row[j] *= inv;
+    for (int64_t j = n; j < S; j++)
+        row[j] = 0;
+    return mx + log(sum);
+}
+
+/* Probabilities again from the scores and the saved log-sum-exp. */
+VECTOR_CLONES static void recompute_row_f32(float *row, int64_t n, int64_t S, float scale, float lse)
+{
+    for (int64_t j = 0; j < n; j++)
+        row[j] = fast_expf(row[j] * scale - lse);
+    for (int64_t j = n; j < S; j++)
+        row[j] = 0;
+}
+
+static void recompute_row_f64(double *row, int64_t n, int64_t S, double scale, double lse)
+{
+    for (int64_t j = 0; j < n; j++)
+        row[j] = exp(row[j] * scale - lse);
+    for (int64_t j = n; j < S; j++)
+        row[j] = 0;
+}
+
+/* dS = P (dP - Σ_j P dP) scale, in place over dP. */
+#define SCORE_GRAD_ROW(T)                                                                            \
+    VECTOR_CLONES static void score_grad_row_##T(const T *p, T *dp, int64_t n, int64_t S, T scale)   \
+    {                                                                                                \
+        double dot = 0;                                                                              \
+        for (int64_t j = 0; j < n; j++)                                                              \
+            dot += (double)p[j] * (double)dp[j];                                                     \
+        T d = (T)dot;                                                                                \
+        for (int64_t j = 0; j < n; j++)                                                              \
+            dp[j] = p[j] * (dp[j] - d) * scale;                                                      \
+        for (int64_t j = n; j < S; j++)                                                              \
+            dp[j] = 0;                                                                               \
+    }
+SCORE_GRAD_ROW(float)
+SCORE_GRAD_ROW(double)
+
+/* ------------------------------------------------------------------ slices */
+
+typedef struct attention_job {
+    nd_dtype dtype;
+    const nd_attention_geometry *g;
+    const char *q, *k, *v, *dout, *lse;
+    char *out, *out_lse, *dq, *dk, *dv;
+    bool failed;
+} attention_job;
+
+/* Element offsets of slice s in q, k and v (batch dims may be strided, even broadcast). */
+static void slice_offsets(const nd_attention_geometry *g, int64_t s, int64_t *oq, int64_t *ok, int64_t *ov)
+{
+    *oq = *ok = *ov = 0;
+    for (int d = g->nbatch - 1; d >= 0; d--) {
+        int64_t i = s % g->batch[d];
+        s /= g->batch[d];
+        *oq += i * g->q_strides[d];
+        *ok += i * g->k_strides[d];
+        *ov += i * g->v_strides[d];
+    }
+}
+
+static void gemm1(nd_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac, const void *b,
+                  int64_t br, int64_t bc, void *c, int64_t cr)
+{
+    const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
+    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs);
+}
+
+/* P = softmax(q kᵀ scale) into the scratch rows; fills lse when asked (forward) or uses it. */
+static void probabilities(const attention_job *j, void *P, const char *q, const char *k, const void *lse_in,
+                          void *lse_out)
+{
+    const nd_attention_geometry *g = j->g;
+    const int nq = g->nbatch, nk = g->nbatch;
+    gemm1(j->dtype, g->L, g->S, g->E, q, g->q_strides[nq], g->q_strides[nq + 1], k, g->k_strides[nk + 1],
+          g->k_strides[nk], P, g->S);
+    for (int64_t i = 0; i < g->L; i++) {
+        int64_t n = visible(g, i);
+        if (j->dtype == ND_FLOAT32) {
+            float *row = (float *)P + i * g->S;
+            if (lse_out)
+                ((float *)lse_out)[i] = softmax_row_f32(row, n, g->S, (float)g->scale);
+            else
+                recompute_row_f32(row, n, g->S, (float)g->scale, ((const float *)lse_in)[i]);
+        } else {
+            double *row = (double *)P + i * g->S;
+            if (lse_out)
+                ((double *)lse_out)[i] = softmax_row_f64(row, n, g->S, g->scale);
+            else
+                recompute_row_f64(row, n, g->S, g->scale, ((const double *)lse_in)[i]);
+        }
+    }
+}
+
+static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    attention_job *j = ctx;
+    const nd_attention_geometry *g = j->g;
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch;
+    void *P = scores_buffer((size_t)(g->L * g->S * es));
+    if (!P) {
+        j->failed = true;
+        return;
+    }
+    for (int64_t s = begin; s < end; s++) {
+        int64_t oq, ok, ov;
+        slice_offsets(g, s, &oq, &ok, &ov);
+        const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
+        probabilities(j, P, q, k, NULL, j->out_lse + s * g->L * es);
+        gemm1(j->dtype, g->L, g->Ev, g->S, P, g->S, 1, v, g->v_strides[nb], g->v_strides[nb + 1],
+              j->out + s * g->L * g->Ev * es, g->Ev);
+    }
+}
+
+static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    attention_job *j = ctx;
+    const nd_attention_geometry *g = j->g;
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S;
+    char *P = scores_buffer((size_t)(2 * LS * es));
+    if (!P) {
+        j->failed = true;
+        return;
+    }
+    char *dP = P + LS * es;
+    for (int64_t s = begin; s < end; s++) {
+        int64_t oq, ok, ov;
+        slice_offsets(g, s, &oq, &ok, &ov);
+        const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
+        const char *dout = j->dout + s * g->L * g->Ev * es;
+        probabilities(j, P, q, k, j->lse + s * g->L * es, NULL);
+        /* dV = Pᵀ dO,  dP = dO Vᵀ */
+        gemm1(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, g->Ev, 1, j->dv + s * g->S * g->Ev * es, g->Ev);
+        gemm1(j->dtype, g->L, g->S, g->Ev, dout, g->Ev, 1, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S);
+        for (int64_t i = 0; i < g->L; i++) {
+            int64_t n = visible(g, i);
+            if (j->dtype == ND_FLOAT32)
+                score_grad_row_float((const float *)P + i * g->S, (float *)dP + i * g->S, n, g->S, (float)g->scale);
+            else
+                score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, g->S, g->scale);
+        }
+        /* dQ = dS K,  dK = dSᵀ Q */
+        gemm1(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1],
+              j->dq + s * g->L * g->E * es, g->E);
+        gemm1(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1],
+              j->dk + s * g->S * g->E * es, g->E);
+    }
+}
+
+static int64_t slices(const nd_attention_geometry *g)
+{
+    int64_t n = 1;
+    for (int d = 0; d < g->nbatch; d++)
+        n *= g->batch[d];
+    return n;
+}
+
+bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
+                              const void *v, void *out, void *lse)
+{
+    attention_job j = {dtype, g, q, k, v, NULL, NULL, out, lse, NULL, NULL, NULL, false};
+    nd_parallel_for(slices(g), 1, forward_slices, &j);
+    return !j.failed;
+}
+
+bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
+                               const void *v, const void *lse, const void *dout, void *dq, void *dk, void *dv)
+{
+    attention_job j = {dtype, g, q, k, v, dout, lse, NULL, NULL, dq, dk, dv, false};
+    nd_parallel_for(slices(g), 1, backward_slices, &j);
+    return !j.failed;
+}

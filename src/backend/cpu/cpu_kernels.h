@@ -1,0 +1,25 @@
+/* The CPU backend's kernels that live outside cpu_elementwise.c, where the backend table is. */
+#ifndef ND_CPU_KERNELS_H
+#define ND_CPU_KERNELS_H
+
+#include "backend/backend.h"
+
+void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
+                 const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
+                 const int64_t c_strides[3]);
+
+void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
+void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
+void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
+
+void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
+                               double eps, void *y, void *mean, void *rstd);
+void nd_cpu_layer_norm_backward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
+                                const void *mean, const void *rstd, void *dx, void *dw, void *db);
+
+bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
+                              const void *v, void *out, void *lse);
+bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
+                               const void *v, const void *lse, const void *dout, void *dq, void *dk, void *dv);
+
+#endif
