@@ -1220,6 +1220,13 @@ static nd_tensor *fn_linear_noncontig(nd_tensor *const *in, void *u)
     return nd_linear(nd_t(in[0]), nd_t(in[1]), nd_expand(in[2], ND_SHAPE(2)));
 }
 
+static nd_tensor *fn_linear_unfoldable(nd_tensor *const *in, void *u)
+{
+    (void)u;
+    /* x leaf [3,2,4] -> [2,3,4] with batch dims that do not fold into one row stride */
+    return nd_linear(nd_transpose(in[0], 0, 1), in[1], in[2]);
+}
+
 TEST(linear)
 {
     nd_scope_begin();
@@ -1230,6 +1237,8 @@ TEST(linear)
     GC("linear without bias", fn_linear_nobias, NULL, leaf(ANY, ND_SHAPE(4, 3)), leaf(ANY, ND_SHAPE(2, 3)));
     GC("linear of transposed / expanded operands", fn_linear_noncontig, NULL, leaf(ANY, ND_SHAPE(3, 4)),
        leaf(ANY, ND_SHAPE(3, 2)), leaf(ANY, ND_SHAPE(1)));
+    GC("linear of a 3-D input whose batch dims do not fold", fn_linear_unfoldable, NULL, leaf(ANY, ND_SHAPE(3, 2, 4)),
+       leaf(ANY, ND_SHAPE(5, 4)), leaf(ANY, ND_SHAPE(5)));
     nd_scope_end();
 }
 
@@ -1728,6 +1737,15 @@ static nd_tensor *fn_attention(nd_tensor *const *in, void *user)
     }
 }
 
+/* x [2,3] through a fixed linear layer [4,3] + [4], for the second-order checks. */
+static nd_tensor *fn_fixed_linear(nd_tensor *const *in, void *user)
+{
+    (void)user;
+    nd_tensor *w = nd_from_f64((const double[]){0.5, -1, 0.2, 0.3, 0.8, -0.4, 1.1, 0, -0.6, -0.2, 0.7, 0.9}, ND_SHAPE(4, 3));
+    nd_tensor *b = nd_from_f64((const double[]){0.1, -0.2, 0.3, 0}, ND_SHAPE(4));
+    return nd_linear(in[0], w, b);
+}
+
 /* Self-attention of one tensor, for the second-order checks: x is q, k and v at once. */
 static nd_tensor *fn_self_attention(nd_tensor *const *in, void *user)
 {
@@ -1873,6 +1891,8 @@ TEST(second_order_attention)
     second_ctx s1 = {fn_self_attention, &plain, false}, s2 = {fn_self_attention, &causal, true};
     GC("d/dx attention(x, x, x)", fn_second, &s1, leaf(ANY, ND_SHAPE(2, 3, 4)), leaf(ANY, ND_SHAPE(2, 3, 4)));
     GC("d/dx causal attention(x, x, x)^2", fn_second, &s2, leaf(ANY, ND_SHAPE(2, 4, 3)), leaf(ANY, ND_SHAPE(2, 4, 3)));
+    second_ctx s3 = {fn_fixed_linear, NULL, true};
+    GC("d/dx linear(x)^2", fn_second, &s3, leaf(ANY, ND_SHAPE(2, 3)), leaf(ANY, ND_SHAPE(2, 4)));
     nd_scope_end();
 }
 

@@ -118,11 +118,11 @@ typedef struct nd_backend {
                                double eps, void *y, void *mean, void *rstd);
     void (*layer_norm_backward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
                                 const void *mean, const void *rstd, void *dx, void *dw, void *db);
-    /* C[b] = A[b] @ B[b] for b < batch; A is MxK, B is KxN, C is MxN; element strides per operand
-     * as (batch, row, col). C must not overlap A or B. */
+    /* C[b] = A[b] @ B[b] (or C[b] += A[b] @ B[b] when accumulate) for b < batch; A is MxK, B is
+     * KxN, C is MxN; element strides per operand as (batch, row, col). C must not overlap A or B. */
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                  const void *a, const int64_t a_strides[3], const void *b, const int64_t b_strides[3],
-                 void *c, const int64_t c_strides[3]);
+                 void *c, const int64_t c_strides[3], bool accumulate);
     /* Attention softmax(q kᵀ scale [causal mask]) v: out dense [batch..., L, Ev] and each row's
      * log-sum-exp, lse dense [batch..., L]. The backward recomputes the probabilities from lse and
      * writes dense dq, dk, dv over the full batch shape. False when scratch memory runs out. */

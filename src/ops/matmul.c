@@ -31,7 +31,7 @@ static void gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
         memset(out->storage->data, 0, out->storage->nbytes);
         return;
     }
-    nd_backend_get()->gemm(dtype, batch, m, n, k, nd_data_ptr(a), as, nd_data_ptr(b), bs, nd_data_ptr(out), cs);
+    nd_backend_get()->gemm(dtype, batch, m, n, k, nd_data_ptr(a), as, nd_data_ptr(b), bs, nd_data_ptr(out), cs, false);
 }
 
 /* mm: out[n,m] = a[n,k] @ b[k,m].  da = g @ bᵀ, db = aᵀ @ g. */

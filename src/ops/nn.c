@@ -59,11 +59,33 @@ nd_status nd_bw_softmax(nd_node *node, nd_tensor *g, nd_tensor **gi)
     return gi[0] ? ND_OK : nd_last_status();
 }
 
-/* linear: x @ wᵀ + b, w [out, in], b [out] or NULL. */
+/* linear: x @ wᵀ + b, w [out, in], b [out] or NULL, as one op: the output starts as b in every
+ * row and one GEMM adds x wᵀ to it, so no separate product tensor is made or kept alive by the
+ * graph.  dx = g w;  dw = gᵀ x (x and g flattened to rows);  db = Σ_rows g. */
+static bool linear_rows(const nd_tensor *x, int64_t *rows, int64_t *row_stride, int64_t *col_stride)
+{
+    int64_t in = x->shape[x->ndim - 1];
+    *rows = in ? nd_numel(x) / in : 1;
+    if (in == 0)
+        for (int i = 0; i < x->ndim - 1; i++)
+            *rows *= x->shape[i];
+    *col_stride = x->strides[x->ndim - 1];
+    if (x->ndim == 1) {
+        *row_stride = 0;
+        return true;
+    }
+    /* the leading dims must fold into one row index with one stride */
+    *row_stride = x->strides[x->ndim - 2];
+    for (int i = x->ndim - 3; i >= 0; i--)
+        if (x->shape[i] != 1 && x->strides[i] != x->strides[i + 1] * x->shape[i + 1])
+            return false;
+    return true;
+}
+
 nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
 {
     const char *name = "nd_linear";
-    nd_tensor *ins[2] = {x, weight};
+    nd_tensor *ins[3] = {x, weight, bias};
     if (!nd_check_inputs(name, 2, ins))
         return NULL;
     char s1[ND_SHAPE_BUF], s2[ND_SHAPE_BUF];
@@ -74,9 +96,61 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
     if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
         return nd_fail(ND_ERR_SHAPE, "%s: bias %s must be 1-d of the weight's output size %lld", name,
                        nd_shape_str(s1, sizeof s1, bias->ndim, bias->shape), (long long)weight->shape[0]);
-    nd_composite_begin();
-    nd_tensor *y = nd_matmul(x, nd_t(weight));
-    return nd_composite_end(bias ? nd_add(y, bias) : y);
+    if (!nd_dtype_is_float(x->dtype) || x->dtype != weight->dtype || (bias && bias->dtype != x->dtype)) {
+        /* mixed or integer dtypes: the composed ops promote or report exactly as matmul and add do */
+        nd_composite_begin();
+        nd_tensor *y = nd_matmul(x, nd_t(weight));
+        return nd_composite_end(bias ? nd_add(y, bias) : y);
+    }
+    int64_t rows, xr, xc, out_f = weight->shape[0], in_f = weight->shape[1];
+    nd_tensor *xd = linear_rows(x, &rows, &xr, &xc) ? x : nd_k_copy(x, x->dtype);
+    if (xd != x && !linear_rows(xd, &rows, &xr, &xc))
+        return NULL;
+    int64_t shape[ND_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = out_f;
+    nd_tensor *out = xd ? nd_alloc(x->dtype, x->ndim, shape, bias == NULL && in_f == 0) : NULL;
+    if (out && rows > 0 && out_f > 0) {
+        size_t es = nd_dtype_size(x->dtype);
+        if (bias) {
+            nd_tensor *bd = nd_dense(bias);
+            if (!bd) {
+                nd_unref(out);
+                out = NULL;
+            } else {
+                for (int64_t r = 0; r < rows; r++)
+                    memcpy((char *)nd_data_ptr(out) + (size_t)(r * out_f) * es, nd_data_ptr(bd), (size_t)out_f * es);
+                if (bd != bias)
+                    nd_unref(bd);
+            }
+        }
+        if (out && in_f > 0) {
+            const int64_t as[3] = {0, xr, xc}, bs[3] = {0, weight->strides[1], weight->strides[0]}, cs[3] = {0, out_f, 1};
+            nd_backend_get()->gemm(x->dtype, 1, rows, out_f, in_f, nd_data_ptr(xd), as, nd_data_ptr(weight), bs,
+                                   nd_data_ptr(out), cs, bias != NULL);
+        }
+    }
+    if (xd != x)
+        nd_unref(xd);
+    return out ? nd_finish(out, ND_OP_LINEAR, bias ? 3 : 2, ins, NULL) : NULL;
+}
+
+nd_status nd_bw_linear(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    int64_t out_f = w->shape[0], in_f = w->shape[1];
+    int64_t rows = out_f ? nd_numel(g) / out_f : 0;
+    nd_tensor *g2 = nd_reshape(g, ND_SHAPE(rows, out_f));
+    nd_tensor *x2 = w->requires_grad ? nd_reshape(x, ND_SHAPE(rows, in_f)) : NULL;
+    if (!g2 || (w->requires_grad && !x2))
+        return nd_last_status();
+    if (x->requires_grad && !(gi[0] = nd_reshape(nd_mm(g2, w), x->ndim, x->shape)))
+        return nd_last_status();
+    if (w->requires_grad && !(gi[1] = nd_mm(nd_t(g2), x2)))
+        return nd_last_status();
+    if (b && b->requires_grad && !(gi[2] = nd_sum_to(g2, 1, b->shape, b->dtype)))
+        return nd_last_status();
+    return ND_OK;
 }
 
 /* ------------------------------------------------------------------ losses */

@@ -76,6 +76,7 @@
     /* nn.c */                                              \
     X(SOFTMAX, "SoftmaxBackward0", nd_bw_softmax)           \
     X(LOG_SOFTMAX, "LogSoftmaxBackward0", nd_bw_softmax)    \
+    X(LINEAR, "AddmmBackward0", nd_bw_linear)               \
     X(ATTENTION, "ScaledDotProductFlashAttentionForCpuBackward0", nd_bw_attention) \
     X(BCE, "BinaryCrossEntropyBackward0", nd_bw_bce)        \
     /* norm.c */                                            \

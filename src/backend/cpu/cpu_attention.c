@@ -167,7 +167,7 @@ static void gemm1(nd_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, i
                   int64_t br, int64_t bc, void *c, int64_t cr)
 {
     const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
-    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs);
+    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs, false);
 }
 
 /* P = softmax(q kᵀ scale) into the scratch rows; fills lse when asked (forward) or uses it. */

@@ -257,6 +257,7 @@ static void *scratch_get(scratch *s, size_t need)
         int mr, nr;                                                                                    \
         void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool);                             \
         bool failed;                                                                                   \
+        bool accumulate; /* add to C instead of overwriting it */                                     \
     } job_##SUFFIX;                                                                                    \
                                                                                                        \
     /* Column panels [begin, end) of the current B block, zero-padded to NR. */                        \
@@ -318,7 +319,7 @@ static void *scratch_get(scratch *s, size_t need)
                     int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
                     const T *ap = apack + (panel - pb) * j->kc * mr;                                   \
                     T *cp0 = j->c + row0 * j->cr + col0 * j->cc;                                       \
-                    bool accumulate = j->pc > 0;                                                       \
+                    bool accumulate = j->pc > 0 || j->accumulate;                                      \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
                         j->kernel(j->kc, ap, bp, cp0, j->cr, accumulate);                              \
                     } else {                                                                           \
@@ -335,11 +336,12 @@ static void *scratch_get(scratch *s, size_t need)
     }                                                                                                  \
                                                                                                        \
     static bool gemm_##SUFFIX(int64_t m, int64_t n, int64_t k, const T *a, int64_t ar, int64_t ac,     \
-                              const T *b, int64_t br, int64_t bc, T *c, int64_t cr, int64_t cc)        \
+                              const T *b, int64_t br, int64_t bc, T *c, int64_t cr, int64_t cc,        \
+                              bool accumulate)                                                         \
     {                                                                                                  \
         const gemm_arch *ar_ = arch();                                                                 \
         job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, ar_->MR_FIELD,   \
-                          ar_->NR_FIELD, ar_->KERNEL_FIELD, false};                                    \
+                          ar_->NR_FIELD, ar_->KERNEL_FIELD, false, accumulate};                        \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
@@ -367,7 +369,7 @@ GEMM_DRIVER(double, f64, k64, mr64, nr64)
 #define NAIVE(T)                                                                                       \
     for (int64_t i = 0; i < m; i++)                                                                    \
         for (int64_t q = 0; q < n; q++) {                                                              \
-            T s = 0;                                                                                   \
+            T s = accumulate ? C[i * cs[1] + q * cs[2]] : 0;                                           \
             for (int64_t p = 0; p < k; p++)                                                            \
                 s += A[i * as[1] + p * as[2]] * B[p * bs[1] + q * bs[2]];                              \
             C[i * cs[1] + q * cs[2]] = s;                                                              \
@@ -393,7 +395,7 @@ static bool blas_layout(int64_t rows_stride, int64_t cols_stride, int64_t rows, 
 }
 
 static bool blas_gemm(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, const int64_t as[3], const void *b,
-                      const int64_t bs[3], void *c, const int64_t cs[3])
+                      const int64_t bs[3], void *c, const int64_t cs[3], bool accumulate)
 {
     bool ta, tb, tc;
     int64_t lda, ldb, ldc;
@@ -403,34 +405,34 @@ static bool blas_gemm(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const voi
     openblas_set_num_threads(nd_get_num_threads());
     if (dtype == ND_FLOAT32)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                    1.0f, a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
+                    1.0f, a, (int)lda, b, (int)ldb, accumulate ? 1.0f : 0.0f, c, (int)ldc);
     else
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                    1.0, a, (int)lda, b, (int)ldb, 0.0, c, (int)ldc);
+                    1.0, a, (int)lda, b, (int)ldb, accumulate ? 1.0 : 0.0, c, (int)ldc);
     return true;
 }
 #endif
 
 void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
-                 const int64_t as[3], const void *b, const int64_t bs[3], void *c, const int64_t cs[3])
+                 const int64_t as[3], const void *b, const int64_t bs[3], void *c, const int64_t cs[3], bool accumulate)
 {
     for (int64_t p = 0; p < batch; p++) {
 #ifdef ND_USE_OPENBLAS
         size_t es = dtype == ND_FLOAT32 ? 4 : 8;
         if (blas_gemm(dtype, m, n, k, (const char *)a + p * as[0] * (int64_t)es, as, (const char *)b + p * bs[0] * (int64_t)es,
-                      bs, (char *)c + p * cs[0] * (int64_t)es, cs))
+                      bs, (char *)c + p * cs[0] * (int64_t)es, cs, accumulate))
             continue;
 #endif
         if (dtype == ND_FLOAT32) {
             const float *A = (const float *)a + p * as[0], *B = (const float *)b + p * bs[0];
             float *C = (float *)c + p * cs[0];
-            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2])) {
+            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate)) {
                 NAIVE(float)
             }
         } else {
             const double *A = (const double *)a + p * as[0], *B = (const double *)b + p * bs[0];
             double *C = (double *)c + p * cs[0];
-            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2])) {
+            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate)) {
                 NAIVE(double)
             }
         }

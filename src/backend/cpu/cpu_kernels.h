@@ -6,7 +6,7 @@
 
 void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
                  const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
-                 const int64_t c_strides[3]);
+                 const int64_t c_strides[3], bool accumulate);
 
 void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
 void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
