@@ -464,7 +464,7 @@ nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t 
 nd_tensor *nd_conv1d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, int64_t stride, int64_t padding, int64_t dilation,
                      int64_t groups);
 /* Max pooling (stride NULL or 0 means the kernel size); *indices (if not NULL) receives the int64
- * flat position of each maximum in its input plane. */
+ * flat position of each window's first maximum (its last NaN, if any, as PyTorch) in its plane. */
 nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t stride[2], const int64_t padding[2],
                          nd_tensor **indices);
 /* Average pooling with padding counted as zeros (PyTorch's count_include_pad=True). */

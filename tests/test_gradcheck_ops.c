@@ -7,6 +7,7 @@
  * is about exactly that. */
 #include "harness.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define GC_EPS 1e-6
@@ -1667,6 +1668,44 @@ TEST(max_pool2d)
     nd_scope_end();
 }
 
+/* NaN, signed zeros and ties, in float32 and float64, with and without indices (two kernels),
+ * on the 2x2 fast path and on an overlapping padded window; expected values from PyTorch 1.13:
+ * a NaN window reports and receives the gradient at its last NaN, a tie at its first maximum. */
+TEST(max_pool2d_nan_zero_and_ties)
+{
+    const double n = NAN;
+    const double plane[16] = {1, n, 3, 3, n, 2, 3, 1, -0.0, -0.0, 5, 5, -0.0, -0.0, 5, 4};
+    for (int dt = 0; dt < 2; dt++)
+        for (int with_idx = 0; with_idx < 2; with_idx++) {
+            nd_scope_begin();
+            nd_tensor *x = nd_to(nd_from_f64(plane, ND_SHAPE(1, 1, 4, 4)), dt ? ND_FLOAT64 : ND_FLOAT32);
+            nd_set_requires_grad(x, true);
+            nd_tensor *idx = NULL;
+            nd_tensor *y = nd_max_pool2d(x, (const int64_t[]){2, 2}, NULL, (const int64_t[]){0, 0}, with_idx ? &idx : NULL);
+            CHECK_VALUES(y, 0, n, 3, -0.0, 5);
+            double first_zero = 1;
+            CHECK(y && nd_copy_out(nd_narrow(nd_flatten(y, 0, -1), 0, 2, 1), &first_zero, sizeof first_zero, ND_FLOAT64) == ND_OK &&
+                  signbit(first_zero));
+            if (with_idx)
+                CHECK_VALUES(idx, 0, 4, 2, 8, 10);
+            nd_tensor *w = nd_to(nd_from_f64((const double[]){1, 2, 3, 4}, ND_SHAPE(1, 1, 2, 2)), nd_dtype_of(x));
+            CHECK(nd_backward(nd_sum(nd_mul(y, w))) == ND_OK);
+            CHECK_VALUES(nd_grad(x), 0, 0, 0, 2, 0, 1, 0, 0, 0, 3, 0, 4, 0, 0, 0, 0, 0);
+            nd_tensor *y3 = nd_max_pool2d(nd_detach(x), (const int64_t[]){3, 3}, (const int64_t[]){1, 1},
+                                          (const int64_t[]){1, 1}, with_idx ? &idx : NULL);
+            CHECK_VALUES(y3, 0, n, n, n, 3, n, n, n, 5, n, n, 5, 5, -0.0, 5, 5, 5);
+            if (with_idx)
+                CHECK_VALUES(idx, 0, 4, 4, 1, 2, 4, 4, 1, 10, 4, 4, 10, 10, 8, 10, 10, 10);
+            nd_tensor *x3 = nd_detach(x);
+            nd_set_requires_grad(x3, true);
+            nd_tensor *w3 = nd_to(nd_arange(1, 17, 1, ND_FLOAT64), nd_dtype_of(x));
+            y3 = nd_max_pool2d(x3, (const int64_t[]){3, 3}, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, NULL);
+            CHECK(nd_backward(nd_sum(nd_mul(nd_flatten(y3, 0, -1), w3))) == ND_OK);
+            CHECK_VALUES(nd_grad(x3), 0, 0, 10, 4, 0, 33, 0, 0, 0, 13, 0, 76, 0, 0, 0, 0, 0);
+            nd_scope_end();
+        }
+}
+
 TEST(avg_pool2d)
 {
     nd_scope_begin();
@@ -2355,6 +2394,7 @@ void run_suite(void)
     RUN(conv1d);
     RUN(conv2d);
     RUN(max_pool2d);
+    RUN(max_pool2d_nan_zero_and_ties);
     RUN(avg_pool2d);
     RUN(adaptive_avg_pool2d);
     RUN(scaled_dot_product_attention);

@@ -90,8 +90,26 @@ static nd_tensor *attention(void)
     return nd_cat(2, (nd_tensor *[]){nd_flatten(out, 0, -1), nd_flatten(nd_grad(qkv), 0, -1)}, 0);
 }
 
+/* conv2d (image by image, weight gradient in fixed chunks) and max pooling, forward and backward. */
+static nd_tensor *convolution(void)
+{
+    nd_tensor *x = nd_randn(ND_FLOAT32, ND_SHAPE(21, 3, 12, 12));
+    nd_tensor *w = nd_randn(ND_FLOAT32, ND_SHAPE(8, 3, 3, 3)), *b = nd_randn(ND_FLOAT32, ND_SHAPE(8));
+    nd_set_requires_grad(x, true);
+    nd_set_requires_grad(w, true);
+    nd_set_requires_grad(b, true);
+    nd_tensor *y = nd_max_pool2d(nd_relu(nd_conv2d(x, w, b, (const int64_t[]){1, 1}, (const int64_t[]){1, 1},
+                                                   (const int64_t[]){1, 1}, 1)),
+                                 (const int64_t[]){2, 2}, NULL, (const int64_t[]){0, 0}, NULL);
+    if (nd_backward(nd_sum(nd_square(y))) != ND_OK)
+        return NULL;
+    return nd_cat(4, (nd_tensor *[]){nd_flatten(y, 0, -1), nd_flatten(nd_grad(x), 0, -1), nd_flatten(nd_grad(w), 0, -1),
+                                     nd_grad(b)}, 0);
+}
+
 TEST(results_do_not_depend_on_the_thread_count)
 {
+    CHECK(same_at_1_and_2(convolution));
     CHECK(same_at_1_and_2(attention));
     CHECK(same_at_1_and_2(big_matmul));
     CHECK(same_at_1_and_2(transposed_matmul));

@@ -109,9 +109,20 @@ typedef struct nd_backend {
      * (its transpose). g holds the sizes. */
     void (*im2col)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *cols);
     void (*col2im)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *cols, void *x);
-    /* Max pooling of dense planes: out [planes, oh, ow] and the int64 flat index (h*W + w) of the
-     * first maximum in each window (NaN counts as maximal); padding never wins. */
+    /* Max pooling of dense planes: out [planes, oh, ow] and, unless indices is NULL, the int64
+     * flat index (h*W + w) of the first maximum in each window (NaN counts as maximal); padding
+     * never wins. The backward sends dy to each window's first maximum, found again from x and
+     * out, into dense dx. */
     void (*max_pool2d)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
+    void (*max_pool2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, const void *out,
+                                const void *dy, void *dx);
+    /* conv2d with one group over dense NCHW x and dense w [O, C, kh, kw]: y [N, O, oh, ow] =
+     * w ⋆ x (+ bias [O]). The backward writes dx and dw (either may be NULL) from dense dy.
+     * False when scratch memory runs out. */
+    bool (*conv2d_forward)(nd_dtype dtype, const struct nd_conv_geometry *g, int64_t out_channels, const void *x,
+                           const void *w, const void *bias, void *y);
+    bool (*conv2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, int64_t out_channels, const void *x,
+                            const void *w, const void *dy, void *dx, void *dw);
     /* Layer norm over `rows` rows of d contiguous elements: y = (x - mean) rstd w + b (w, b may be
      * NULL), saving each row's mean and rstd; the backward gives dx, dw, db (any may be NULL). */
     void (*layer_norm_forward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,

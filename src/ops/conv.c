@@ -112,6 +112,72 @@ nd_status nd_bw_col2im(nd_node *node, nd_tensor *grad, nd_tensor **gi)
     return gi[0] ? ND_OK : nd_last_status();
 }
 
+/* conv2d with one group as one op: the backend convolves image by image with the columns in
+ * scratch memory, so neither the forward nor the graph holds a column matrix for the batch.
+ * Saves nothing beyond its inputs.  dx = col2im(wᵀ dy);  dw = Σ_images dy colsᵀ;  db = Σ dy over
+ * N, oh, ow. Under create_graph the backward is built from im2col / col2im / mm instead. */
+static nd_tensor *conv2d_fused(const char *name, nd_tensor *x, nd_tensor *w, nd_tensor *bias, const nd_conv_geometry *g)
+{
+    int64_t O = w->shape[0], shape[4] = {g->n, O, g->oh, g->ow};
+    nd_tensor *xd = nd_dense(x), *wd = nd_dense(w), *bd = nd_dense(bias);
+    nd_tensor *y = xd && wd && (!bias || bd) ? nd_alloc(x->dtype, 4, shape, false) : NULL;
+    bool ok = y && (nd_numel(y) == 0 ||
+                    nd_backend_get()->conv2d_forward(x->dtype, g, O, nd_data_ptr(xd), nd_data_ptr(wd),
+                                                     bd ? nd_data_ptr(bd) : NULL, nd_data_ptr(y)));
+    if (xd != x)
+        nd_unref(xd);
+    if (wd != w)
+        nd_unref(wd);
+    if (bd != bias)
+        nd_unref(bd);
+    if (!ok) {
+        nd_unref(y);
+        return y ? nd_fail(ND_ERR_NOMEM, "%s: out of memory for the column buffer", name) : NULL;
+    }
+    nd_tensor *ins[3] = {x, w, bias};
+    nd_node *node = NULL;
+    y = nd_finish(y, ND_OP_CONV2D, bias ? 3 : 2, ins, &node);
+    save_geometry(node, g);
+    return y;
+}
+
+nd_status nd_bw_conv2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
+{
+    nd_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    nd_conv_geometry g = load_geometry(node);
+    int64_t O = w->shape[0], K = g.c * g.kh * g.kw;
+    if (b && b->requires_grad && !(gi[2] = nd_sum_dims(grad, 3, (const int64_t[]){0, 2, 3}, false)))
+        return nd_last_status();
+    if (!x->requires_grad && !w->requires_grad)
+        return ND_OK;
+    if (nd_is_grad_enabled()) { /* recording the backward: differentiable pieces */
+        int64_t w2[2] = {O, K}, rows[2] = {O, g.n * g.oh * g.ow};
+        nd_tensor *dy = nd_reshape(nd_permute(grad, ND_DIMS(1, 0, 2, 3)), 2, rows); /* [O, N·L] */
+        if (w->requires_grad && !(gi[1] = nd_reshape(nd_mm(dy, nd_t(im2col(x, &g))), 4, w->shape)))
+            return nd_last_status();
+        if (x->requires_grad && !(gi[0] = col2im(nd_mm(nd_t(nd_reshape(w, 2, w2)), dy), &g)))
+            return nd_last_status();
+        return ND_OK;
+    }
+    nd_tensor *xd = nd_dense(x), *wd = nd_dense(w), *gd = nd_dense(grad);
+    nd_tensor *dx = x->requires_grad ? nd_register(nd_alloc(x->dtype, 4, x->shape, true)) : NULL;
+    nd_tensor *dw = w->requires_grad ? nd_register(nd_alloc(w->dtype, 4, w->shape, true)) : NULL;
+    bool ok = xd && wd && gd && (!x->requires_grad || dx) && (!w->requires_grad || dw);
+    if (ok && nd_numel(grad) > 0)
+        ok = nd_backend_get()->conv2d_backward(x->dtype, &g, O, nd_data_ptr(xd), nd_data_ptr(wd), nd_data_ptr(gd),
+                                              dx ? nd_data_ptr(dx) : NULL, dw ? nd_data_ptr(dw) : NULL);
+    if (xd != x)
+        nd_unref(xd);
+    if (wd != w)
+        nd_unref(wd);
+    if (gd != grad)
+        nd_unref(gd);
+    if (!ok)
+        return nd_fail_status(ND_ERR_NOMEM, "nd_conv2d backward: out of memory");
+    gi[0] = dx, gi[1] = dw;
+    return ND_OK;
+}
+
 /* conv2d: x [N, C, H, W], w [O, C/groups, kh, kw], bias [O] or NULL -> [N, O, oh, ow]. */
 nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t stride[2], const int64_t padding[2],
                      const int64_t dilation[2], int64_t groups)
@@ -140,6 +206,8 @@ nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t 
     if (!geometry(name, x, k, stride, padding, dilation, &g))
         return NULL;
     int64_t K = (x->shape[1] / groups) * k[0] * k[1], NL = g.n * g.oh * g.ow;
+    if (groups == 1 && (!bias || bias->dtype == x->dtype))
+        return conv2d_fused(name, x, w, bias, &g);
     nd_composite_begin();
     nd_tensor *cols = im2col(x, &g); /* [C·kh·kw, N·L]: the whole batch in one product */
     nd_tensor *y;
@@ -208,23 +276,26 @@ nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     nd_conv_geometry g;
     if (!geometry(name, x, kernel, s, padding, d, &g))
         return NULL;
-    nd_tensor *xc = nd_is_contiguous(x) ? x : nd_k_copy(x, x->dtype);
+    nd_tensor *xc = nd_dense(x);
     int64_t shape[4] = {g.n, g.c, g.oh, g.ow};
     nd_tensor *out = xc ? nd_alloc(x->dtype, 4, shape, false) : NULL;
-    nd_tensor *idx = out ? nd_alloc(ND_INT64, 4, shape, false) : NULL;
-    if (idx)
-        nd_backend_get()->max_pool2d(x->dtype, &g, nd_data_ptr(xc), nd_data_ptr(out), nd_data_ptr(idx));
+    nd_tensor *idx = out && indices ? nd_alloc(ND_INT64, 4, shape, false) : NULL;
+    if (out && (idx || !indices))
+        nd_backend_get()->max_pool2d(x->dtype, &g, nd_data_ptr(xc), nd_data_ptr(out), idx ? nd_data_ptr(idx) : NULL);
     if (xc != x)
         nd_unref(xc);
-    if (!idx) {
+    if (!out || (indices && !idx)) {
         nd_unref(out);
         return NULL;
     }
     nd_node *node = NULL;
     out = nd_finish(out, ND_OP_MAX_POOL2D, 1, &x, &node);
     if (node) {
-        node->saved[0] = nd_ref(idx);
-        node->saved_versions[0] = atomic_load(&idx->storage->version);
+        save_geometry(node, &g);
+        if (!nd_node_save(node, 0, out)) {
+            nd_unref(idx);
+            return NULL;
+        }
     }
     if (out && indices)
         *indices = nd_register(idx);
@@ -233,9 +304,40 @@ nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     return out;
 }
 
+/* The gradient goes to each window's first maximum. Without a recorded backward the backend
+ * finds it again from x and the saved output; under create_graph the argmax indices are
+ * recomputed and the gradient scattered with scatter_add, which is differentiable. */
 nd_status nd_bw_max_pool2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
 {
-    nd_tensor *x = node->inputs[0], *idx = node->saved[0];
+    nd_tensor *x = node->inputs[0], *out = node->saved[0];
+    nd_conv_geometry g = load_geometry(node);
+    nd_tensor *xd = nd_dense(x);
+    if (!xd)
+        return nd_last_status();
+    if (!nd_is_grad_enabled()) {
+        nd_tensor *od = nd_dense(out), *gd = nd_dense(grad);
+        nd_tensor *dx = od && gd ? nd_register(nd_alloc(x->dtype, 4, x->shape, true)) : NULL;
+        if (dx && nd_numel(grad) > 0)
+            nd_backend_get()->max_pool2d_backward(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(od), nd_data_ptr(gd),
+                                                  nd_data_ptr(dx));
+        if (od != out)
+            nd_unref(od);
+        if (gd != grad)
+            nd_unref(gd);
+        if (xd != x)
+            nd_unref(xd);
+        gi[0] = dx;
+        return dx ? ND_OK : nd_last_status();
+    }
+    nd_tensor *vals = nd_alloc(x->dtype, 4, out->shape, false);
+    nd_tensor *idx = vals ? nd_alloc(ND_INT64, 4, out->shape, false) : NULL;
+    if (idx)
+        nd_backend_get()->max_pool2d(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(vals), nd_data_ptr(idx));
+    nd_unref(vals);
+    if (xd != x)
+        nd_unref(xd);
+    if (!nd_register(idx))
+        return nd_last_status();
     int64_t planes[3] = {x->shape[0], x->shape[1], x->shape[2] * x->shape[3]};
     int64_t flat[3] = {idx->shape[0], idx->shape[1], idx->shape[2] * idx->shape[3]};
     nd_tensor *zeros = nd_register(nd_k_full(grad->dtype, 3, planes, 0.0));

@@ -84,6 +84,7 @@
     /* conv.c */                                            \
     X(IM2COL, "Im2ColBackward0", nd_bw_im2col)              \
     X(COL2IM, "Col2ImBackward0", nd_bw_col2im)              \
+    X(CONV2D, "ConvolutionBackward0", nd_bw_conv2d)         \
     X(MAX_POOL2D, "MaxPool2DWithIndicesBackward0", nd_bw_max_pool2d) \
     /* matmul.c */                                          \
     X(MM, "MmBackward0", nd_bw_mm)                          \

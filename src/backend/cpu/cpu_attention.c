@@ -12,43 +12,7 @@
 #include "core/internal.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
-
-/* ------------------------------------------------------------------ per-thread scratch */
-
-static ND_THREAD_LOCAL struct {
-    void *ptr;
-    size_t size;
-} scores;
-static pthread_key_t scores_key;
-static pthread_once_t scores_once = PTHREAD_ONCE_INIT;
-
-static void free_scores(void *unused)
-{
-    (void)unused;
-    free(scores.ptr);
-    scores.ptr = NULL;
-    scores.size = 0;
-}
-
-static void make_scores_key(void) { pthread_key_create(&scores_key, free_scores); }
-
-/* Grown on demand and kept, so steady-state training allocates nothing here. */
-static void *scores_buffer(size_t need)
-{
-    if (scores.size < need) {
-        pthread_once(&scores_once, make_scores_key);
-        pthread_setspecific(scores_key, &scores_key);
-        void *p = NULL;
-        if (posix_memalign(&p, 64, need) != 0)
-            return NULL;
-        free(scores.ptr);
-        scores.ptr = p;
-        scores.size = need;
-    }
-    return scores.ptr;
-}
 
 /* ------------------------------------------------------------------ row kernels */
 
@@ -202,7 +166,7 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch;
-    void *P = scores_buffer((size_t)(g->L * g->S * es));
+    void *P = nd_thread_scratch(0, (size_t)(g->L * g->S * es));
     if (!P) {
         j->failed = true;
         return;
@@ -223,7 +187,7 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S;
-    char *P = scores_buffer((size_t)(2 * LS * es));
+    char *P = nd_thread_scratch(0, (size_t)(2 * LS * es));
     if (!P) {
         j->failed = true;
         return;

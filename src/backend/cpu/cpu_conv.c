@@ -1,10 +1,27 @@
 /* Window sweeps for convolution and pooling over dense NCHW data. im2col writes each output
  * position's receptive field as a column so a convolution becomes one GEMM. */
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/fast_math.h"
 #include "backend/cpu/threads.h"
 
 #include <math.h>
 #include <string.h>
+
+/* The output columns [lo, hi) whose kernel column j lands inside the input row (the rest meet
+ * padding), so the copy loops need no test per element. */
+static inline void inside_columns(const nd_conv_geometry *g, int64_t j, int64_t *lo, int64_t *hi)
+{
+    int64_t off = j * g->dw - g->pw; /* input column of output column 0 */
+    *lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+    *hi = g->w - 1 - off < 0 ? 0 : (g->w - 1 - off) / g->sw + 1;
+    if (*hi > g->ow)
+        *hi = g->ow;
+    if (*lo > g->ow)
+        *lo = g->ow;
+    if (*hi < *lo)
+        *hi = *lo;
+}
 
 /* Columns are laid out [C*kh*kw, N*oh*ow]: one row per (channel, kernel offset), one column per
  * output position of every image, so a convolution is the single product W[O, K] @ cols. */
@@ -25,11 +42,18 @@
                             d[ox] = 0;                                                              \
                         continue;                                                                   \
                     }                                                                               \
-                    const T *src = plane + y * g->w;                                                \
-                    for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
-                        int64_t xx = ox * g->sw - g->pw + j * g->dw;                                \
-                        d[ox] = xx >= 0 && xx < g->w ? src[xx] : 0;                                 \
-                    }                                                                               \
+                    const T *src = plane + y * g->w + (j * g->dw - g->pw);                          \
+                    int64_t lo, hi;                                                                 \
+                    inside_columns(g, j, &lo, &hi);                                                 \
+                    for (int64_t ox = 0; ox < lo; ox++)                                             \
+                        d[ox] = 0;                                                                  \
+                    if (g->sw == 1)                                                                 \
+                        memcpy(d + lo, src + lo, sizeof(T) * (size_t)(hi - lo));                    \
+                    else                                                                            \
+                        for (int64_t ox = lo; ox < hi; ox++)                                        \
+                            d[ox] = src[ox * g->sw];                                                \
+                    for (int64_t ox = hi; ox < g->ow; ox++)                                         \
+                        d[ox] = 0;                                                                  \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \
@@ -52,13 +76,12 @@
                         int64_t y = oy * g->sh - g->ph + i * g->dh;                                 \
                         if (y < 0 || y >= g->h)                                                     \
                             continue;                                                               \
-                        T *d = plane + y * g->w;                                                    \
+                        T *d = plane + y * g->w + (j * g->dw - g->pw);                              \
                         const T *s = src + oy * g->ow;                                              \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                                    \
-                            int64_t xx = ox * g->sw - g->pw + j * g->dw;                            \
-                            if (xx >= 0 && xx < g->w)                                               \
-                                d[xx] += s[ox];                                                     \
-                        }                                                                           \
+                        int64_t lo, hi;                                                             \
+                        inside_columns(g, j, &lo, &hi);                                             \
+                        for (int64_t ox = lo; ox < hi; ox++)                                        \
+                            d[ox * g->sw] += s[ox];                                                 \
                     }                                                                               \
                 }                                                                                   \
         }                                                                                           \
@@ -75,12 +98,14 @@
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
                         int64_t y0 = oy * g->sh, x0 = ox * g->sw, at = y0 * g->w + x0;              \
                         T best = plane[at];                                                         \
+                        /* selects, not branches: which element wins is data, and unpredictable */  \
                         for (int64_t i = 0; i < g->kh; i++)                                         \
                             for (int64_t j = 0; j < g->kw; j++) {                                   \
                                 int64_t q = (y0 + i * g->dh) * g->w + x0 + j * g->dw;               \
                                 T v = plane[q];                                                     \
-                                if (v > best || (v != v && best == best))                           \
-                                    best = v, at = q;                                               \
+                                bool take = (v > best) | (v != v); /* the last NaN wins, as PyTorch's */     \
+                                best = take ? v : best;                                             \
+                                at = take ? q : at;                                                 \
                             }                                                                       \
                         int64_t o = (p * g->oh + oy) * g->ow + ox;                                  \
                         out[o] = best;                                                              \
@@ -101,7 +126,7 @@
                             if (xx < 0 || xx >= g->w)                                               \
                                 continue;                                                           \
                             T v = plane[y * g->w + xx];                                             \
-                            if (at < 0 || v > best || (v != v && best == best))                     \
+                            if (at < 0 || v > best || v != v)                                       \
                                 best = v, at = y * g->w + xx;                                       \
                         }                                                                           \
                     }                                                                               \
@@ -147,11 +172,182 @@ static void col2im_part(void *ctx, int64_t b, int64_t e, int chunk)
         col2im_f64(j->g, j->in, j->out, b, e);
 }
 
+/* v when t, else +0, by masking the bits: a select here became an unpredictable branch. */
+static inline float keep_float(bool t, float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits &= (uint32_t)0 - (uint32_t)t;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+/* a when t, else b, bit for bit (signed zeros and NaN payloads included). */
+static inline float pick_float(bool t, float a, float b)
+{
+    uint32_t x, y, mask = (uint32_t)0 - (uint32_t)t;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    x = (x & mask) | (y & ~mask);
+    memcpy(&a, &x, sizeof a);
+    return a;
+}
+static inline double keep_double(bool t, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits &= (uint64_t)0 - (uint64_t)t;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+static inline double pick_double(bool t, double a, double b)
+{
+    uint64_t x, y, mask = (uint64_t)0 - (uint64_t)t;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    x = (x & mask) | (y & ~mask);
+    memcpy(&a, &x, sizeof a);
+    return a;
+}
+
+/* Window maxima without indices (the backward finds each window's first maximum again from the
+ * input and this output). NaN wins, as in PyTorch. The common 2x2 stride-2 window without padding
+ * has a loop the compiler vectorises. */
+#define MAXPOOL_VALUES_IMPL(NAME, T)                                                                \
+    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, T *out, int64_t p_begin, int64_t p_end) \
+    {                                                                                               \
+        bool pair = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&  \
+                    g->dh == 1 && g->dw == 1;                                                       \
+        for (int64_t p = p_begin; p < p_end; p++) {                                                 \
+            const T *plane = x + p * g->h * g->w;                                                   \
+            T *o = out + p * g->oh * g->ow;                                                         \
+            for (int64_t oy = 0; oy < g->oh; oy++) {                                                \
+                if (pair) {                                                                         \
+                    const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
+                    for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
+                        T m = r0[2 * ox], v = r0[2 * ox + 1];                                       \
+                        m = pick_##T((v > m) | (v != v), v, m);                                     \
+                        v = r1[2 * ox];                                                             \
+                        m = pick_##T((v > m) | (v != v), v, m);                                     \
+                        v = r1[2 * ox + 1];                                                         \
+                        m = pick_##T((v > m) | (v != v), v, m);                                     \
+                        o[oy * g->ow + ox] = m;                                                     \
+                    }                                                                               \
+                    continue;                                                                       \
+                }                                                                                   \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                            \
+                    T m = 0;                                                                        \
+                    bool any = false;                                                               \
+                    for (int64_t i = 0; i < g->kh; i++) {                                           \
+                        int64_t y = oy * g->sh - g->ph + i * g->dh;                                 \
+                        for (int64_t j = 0; y >= 0 && y < g->h && j < g->kw; j++) {                 \
+                            int64_t xx = ox * g->sw - g->pw + j * g->dw;                            \
+                            if (xx < 0 || xx >= g->w)                                               \
+                                continue;                                                           \
+                            T v = plane[y * g->w + xx];                                             \
+                            m = !any || (v > m) | (v != v) ? v : m;                                 \
+                            any = true;                                                             \
+                        }                                                                           \
+                    }                                                                               \
+                    o[oy * g->ow + ox] = m;                                                         \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+/* dx: each window's gradient goes to its first maximum (the first element equal to the window's
+ * output, or the last NaN when the output is NaN, as PyTorch), planes in parallel, windows in order. */
+#define MAXPOOL_BACKWARD_IMPL(NAME, T)                                                              \
+    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, const T *out, const T *dy, T *dx, int64_t p_begin, \
+                     int64_t p_end)                                                                 \
+    {                                                                                               \
+        bool pair = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&  \
+                    g->dh == 1 && g->dw == 1;                                                       \
+        for (int64_t p = p_begin; p < p_end; p++) {                                                 \
+            const T *plane = x + p * g->h * g->w;                                                   \
+            T *d = dx + p * g->h * g->w;                                                            \
+            memset(d, 0, sizeof(T) * (size_t)(g->h * g->w));                                        \
+            if (pair) { /* windows do not overlap: selects write each of the four places once */     \
+                for (int64_t oy = 0; oy < g->oh; oy++) {                                            \
+                    const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
+                    T *d0 = d + 2 * oy * g->w, *d1 = d0 + g->w;                                     \
+                    const T *mo = out + (p * g->oh + oy) * g->ow, *go = dy + (p * g->oh + oy) * g->ow; \
+                    for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
+                        T m = mo[ox], gv = go[ox];                                                  \
+                        bool nan = m != m;                                                          \
+                        T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox];                       \
+                        T e = r1[2 * ox + 1];                                                       \
+                        /* a NaN output came from the last NaN, a number from its first maximum */  \
+                        bool td = nan ? e != e : 0, tc = (!td) & (nan ? c != c : 0);                \
+                        bool tb = (!td) & (!tc) & (nan ? b != b : 0);                               \
+                        bool ta = nan ? (!td) & (!tc) & (!tb) : a == m;                             \
+                        tb |= (!nan) & (!ta) & (b == m);                                            \
+                        tc |= (!nan) & (!ta) & (!tb) & (c == m);                                    \
+                        td |= (!nan) & (!ta) & (!tb) & (!tc);                                       \
+                        d0[2 * ox] = keep_##T(ta, gv);                                             \
+                        d0[2 * ox + 1] = keep_##T(tb, gv);                                         \
+                        d1[2 * ox] = keep_##T(tc, gv);                                             \
+                        d1[2 * ox + 1] = keep_##T(td, gv);                                         \
+                    }                                                                               \
+                }                                                                                   \
+                continue;                                                                           \
+            }                                                                                       \
+            for (int64_t oy = 0; oy < g->oh; oy++)                                                  \
+                for (int64_t ox = 0; ox < g->ow; ox++) {                                            \
+                    int64_t o = (p * g->oh + oy) * g->ow + ox;                                      \
+                    T m = out[o];                                                                   \
+                    bool nan = m != m;                                                              \
+                    int64_t at = -1;                                                                \
+                    for (int64_t i = 0; i < g->kh && (nan || at < 0); i++) {                        \
+                        int64_t y = oy * g->sh - g->ph + i * g->dh;                                 \
+                        for (int64_t j = 0; y >= 0 && y < g->h && j < g->kw; j++) {                 \
+                            int64_t xx = ox * g->sw - g->pw + j * g->dw;                            \
+                            if (xx < 0 || xx >= g->w)                                               \
+                                continue;                                                           \
+                            T v = plane[y * g->w + xx];                                             \
+                            if (nan ? v != v : v == m) { /* the last NaN, or the first maximum */   \
+                                at = y * g->w + xx;                                                 \
+                                if (!nan)                                                           \
+                                    break;                                                          \
+                            }                                                                       \
+                        }                                                                           \
+                    }                                                                               \
+                    if (at >= 0)                                                                    \
+                        d[at] += dy[o];                                                             \
+                }                                                                                   \
+        }                                                                                           \
+    }
+
+MAXPOOL_VALUES_IMPL(maxpool_values_f32, float)
+MAXPOOL_VALUES_IMPL(maxpool_values_f64, double)
+MAXPOOL_BACKWARD_IMPL(maxpool_backward_f32, float)
+MAXPOOL_BACKWARD_IMPL(maxpool_backward_f64, double)
+
+typedef struct pool_backward_job {
+    nd_dtype dtype;
+    const nd_conv_geometry *g;
+    const void *x, *out, *dy;
+    void *dx;
+} pool_backward_job;
+
+static void maxpool_backward_part(void *ctx, int64_t b, int64_t e, int chunk)
+{
+    (void)chunk;
+    const pool_backward_job *j = ctx;
+    if (j->dtype == ND_FLOAT32)
+        maxpool_backward_f32(j->g, j->x, j->out, j->dy, j->dx, b, e);
+    else
+        maxpool_backward_f64(j->g, j->x, j->out, j->dy, j->dx, b, e);
+}
+
 static void maxpool_part(void *ctx, int64_t b, int64_t e, int chunk)
 {
     (void)chunk;
     const conv_job *j = ctx;
-    if (j->dtype == ND_FLOAT32)
+    if (!j->indices)
+        j->dtype == ND_FLOAT32 ? maxpool_values_f32(j->g, j->in, j->out, b, e)
+                               : maxpool_values_f64(j->g, j->in, j->out, b, e);
+    else if (j->dtype == ND_FLOAT32)
         maxpool_f32(j->g, j->in, j->out, j->indices, b, e);
     else
         maxpool_f64(j->g, j->in, j->out, j->indices, b, e);
@@ -187,4 +383,145 @@ void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x,
     conv_job j = {dtype, g, x, out, indices};
     int64_t planes = g->n * g->c;
     nd_parallel_for(planes, min_items(planes, g->kh * g->kw * g->oh * g->ow), maxpool_part, &j);
+}
+
+void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *out,
+                                const void *dy, void *dx)
+{
+    pool_backward_job j = {dtype, g, x, out, dy, dx};
+    int64_t planes = g->n * g->c;
+    nd_parallel_for(planes, min_items(planes, g->kh * g->kw * g->oh * g->ow), maxpool_backward_part, &j);
+}
+
+/* ------------------------------------------------------------------ convolution, image by image */
+
+/* A convolution is a GEMM per image over that image's columns, which stay in a per-thread
+ * scratch buffer (in cache) instead of a [C·kh·kw, N·oh·ow] tensor for the whole batch. The
+ * weight gradient sums images in fixed chunks of CONV_CHUNK, each chunk into its own partial,
+ * and then the partials in chunk order, so the thread count never changes a result. */
+enum { CONV_CHUNK = 8 };
+
+typedef struct conv2d_job {
+    nd_dtype dtype;
+    nd_conv_geometry one; /* the geometry of a single image */
+    int64_t images, out_channels;
+    const char *x, *w, *bias, *dy;
+    char *y, *dx, *partials;
+    bool failed;
+} conv2d_job;
+
+static void gemm2(nd_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac, const void *b,
+                  int64_t br, int64_t bc, void *c, int64_t cr, bool accumulate)
+{
+    const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
+    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs, accumulate);
+}
+
+static void image_columns(const conv2d_job *j, int64_t image, void *cols)
+{
+    int64_t K = j->one.c * j->one.kh * j->one.kw, es = j->dtype == ND_FLOAT32 ? 4 : 8;
+    const char *x = j->x + image * j->one.c * j->one.h * j->one.w * es;
+    if (j->dtype == ND_FLOAT32)
+        im2col_f32(&j->one, (const float *)x, cols, 0, K);
+    else
+        im2col_f64(&j->one, (const double *)x, cols, 0, K);
+}
+
+static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    conv2d_job *j = ctx;
+    const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8;
+    void *cols = nd_thread_scratch(1, (size_t)(K * L * es));
+    if (!cols) {
+        j->failed = true;
+        return;
+    }
+    for (int64_t n = begin; n < end; n++) {
+        image_columns(j, n, cols);
+        char *y = j->y + n * O * L * es;
+        for (int64_t o = 0; j->bias && o < O; o++) {
+            if (j->dtype == ND_FLOAT32) {
+                float b = ((const float *)j->bias)[o], *row = (float *)y + o * L;
+                for (int64_t l = 0; l < L; l++)
+                    row[l] = b;
+            } else {
+                double b = ((const double *)j->bias)[o], *row = (double *)y + o * L;
+                for (int64_t l = 0; l < L; l++)
+                    row[l] = b;
+            }
+        }
+        gemm2(j->dtype, O, L, K, j->w, K, 1, cols, L, 1, y, L, j->bias != NULL);
+    }
+}
+
+static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)chunk;
+    conv2d_job *j = ctx;
+    const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, N = j->images;
+    char *cols = nd_thread_scratch(1, (size_t)(2 * K * L * es));
+    if (!cols) {
+        j->failed = true;
+        return;
+    }
+    char *dcols = cols + K * L * es;
+    for (int64_t c = begin; c < end; c++) {
+        for (int64_t n = c * CONV_CHUNK; n < (c + 1) * CONV_CHUNK && n < N; n++) {
+            const char *dy = j->dy + n * O * L * es;
+            if (j->partials) { /* dW_c (+)= dy_n colsᵀ */
+                image_columns(j, n, cols);
+                gemm2(j->dtype, O, K, L, dy, L, 1, cols, 1, L, j->partials + c * O * K * es, K, n != c * CONV_CHUNK);
+            }
+            if (j->dx) { /* dx_n = col2im(wᵀ dy_n) */
+                gemm2(j->dtype, K, L, O, j->w, 1, K, dy, L, 1, dcols, L, false);
+                char *dx = j->dx + n * j->one.c * j->one.h * j->one.w * es;
+                if (j->dtype == ND_FLOAT32)
+                    col2im_f32(&j->one, (const float *)dcols, (float *)dx, 0, j->one.c);
+                else
+                    col2im_f64(&j->one, (const double *)dcols, (double *)dx, 0, j->one.c);
+            }
+        }
+    }
+}
+
+bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
+                           const void *w, const void *bias, void *y)
+{
+    conv2d_job j = {dtype, *g, g->n, out_channels, x, w, bias, NULL, y, NULL, NULL, false};
+    j.one.n = 1;
+    nd_parallel_for(g->n, 1, conv_forward_images, &j);
+    return !j.failed;
+}
+
+bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
+                            const void *w, const void *dy, void *dx, void *dw)
+{
+    const int64_t K = g->c * g->kh * g->kw, O = out_channels, es = dtype == ND_FLOAT32 ? 4 : 8;
+    const int64_t chunks = (g->n + CONV_CHUNK - 1) / CONV_CHUNK;
+    conv2d_job j = {dtype, *g, g->n, out_channels, x, w, NULL, dy, NULL, dx, NULL, false};
+    j.one.n = 1;
+    if (dw && chunks > 0 && !(j.partials = nd_thread_scratch(2, (size_t)(chunks * O * K * es))))
+        return false;
+    nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
+    if (j.failed)
+        return false;
+    for (int64_t e = 0; dw && e < O * K; e++) {
+        if (dtype == ND_FLOAT32) {
+            const float *p = (const float *)j.partials;
+            float s = chunks > 0 ? p[e] : 0;
+            for (int64_t c = 1; c < chunks; c++)
+                s += p[c * O * K + e];
+            ((float *)dw)[e] = s;
+        } else {
+            const double *p = (const double *)j.partials;
+            double s = chunks > 0 ? p[e] : 0;
+            for (int64_t c = 1; c < chunks; c++)
+                s += p[c * O * K + e];
+            ((double *)dw)[e] = s;
+        }
+    }
+    return true;
 }

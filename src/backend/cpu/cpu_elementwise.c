@@ -757,9 +757,12 @@ const nd_backend nd_cpu_backend = {
     .im2col = nd_cpu_im2col,
     .col2im = nd_cpu_col2im,
     .max_pool2d = nd_cpu_max_pool2d,
+    .max_pool2d_backward = nd_cpu_max_pool2d_backward,
     .layer_norm_forward = nd_cpu_layer_norm_forward,
     .layer_norm_backward = nd_cpu_layer_norm_backward,
     .gemm = nd_cpu_gemm,
+    .conv2d_forward = nd_cpu_conv2d_forward,
+    .conv2d_backward = nd_cpu_conv2d_backward,
     .attention_forward = nd_cpu_attention_forward,
     .attention_backward = nd_cpu_attention_backward,
 };

@@ -11,6 +11,8 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
 void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
 void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
 void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
+void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *out,
+                                const void *dy, void *dx);
 
 void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
                                double eps, void *y, void *mean, void *rstd);
@@ -21,5 +23,10 @@ bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, co
                               const void *v, void *out, void *lse);
 bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                                const void *v, const void *lse, const void *dout, void *dq, void *dk, void *dv);
+
+bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
+                           const void *w, const void *bias, void *y);
+bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
+                            const void *w, const void *dy, void *dx, void *dw);
 
 #endif

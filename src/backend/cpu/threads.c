@@ -246,3 +246,41 @@ int nd_parallel_chunks(int64_t n, int64_t min_per_chunk)
     int64_t by_size = min_per_chunk > 0 ? n / min_per_chunk : n;
     return (int)(by_size < threads ? (by_size < 1 ? 1 : by_size) : threads);
 }
+
+/* ------------------------------------------------------------------ per-thread scratch */
+
+/* Kernels' temporary buffers (score rows, column matrices), one set per thread, grown on demand
+ * and kept, so steady-state training allocates nothing; freed when the thread exits. */
+static ND_THREAD_LOCAL struct {
+    void *ptr;
+    size_t size;
+} scratch[ND_SCRATCH_SLOTS];
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *unused)
+{
+    (void)unused;
+    for (int i = 0; i < ND_SCRATCH_SLOTS; i++) {
+        free(scratch[i].ptr);
+        scratch[i].ptr = NULL;
+        scratch[i].size = 0;
+    }
+}
+
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
+
+void *nd_thread_scratch(int slot, size_t bytes)
+{
+    if (scratch[slot].size < bytes) {
+        pthread_once(&scratch_once, make_scratch_key);
+        pthread_setspecific(scratch_key, &scratch_key); /* any non-NULL value arms the destructor */
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes) != 0)
+            return NULL;
+        free(scratch[slot].ptr);
+        scratch[slot].ptr = p;
+        scratch[slot].size = bytes;
+    }
+    return scratch[slot].ptr;
+}

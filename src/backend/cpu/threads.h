@@ -16,4 +16,11 @@ void nd_enable_flush_denormals(void);
 unsigned nd_fp_mode_save_and_flush(void);
 void nd_fp_mode_restore(unsigned saved);
 
+/* The calling thread's scratch buffer number slot (< ND_SCRATCH_SLOTS) of at least `bytes`,
+ * 64-byte aligned, kept for the next call; NULL when memory runs out. Buffers of one slot do not
+ * survive the next call for the same slot on the same thread. */
+enum { ND_SCRATCH_SLOTS = 4 };
+#include <stddef.h>
+void *nd_thread_scratch(int slot, size_t bytes);
+
 #endif
