@@ -20,9 +20,10 @@ typedef struct nd_iter {
 void nd_iter_init(nd_iter *it, int ndim, const int64_t *shape, int nops, char *const *ptrs,
                   const int64_t *const *elem_strides, const size_t *elem_sizes);
 
-/* GELU_GRAD / GELU_TANH_GRAD: out = b * gelu'(a), the fused backward of GELU (float only). */
+/* GELU_GRAD / GELU_TANH_GRAD: out = b * gelu'(a), the fused backward of GELU; RELU_GRAD: out =
+ * (a <= 0 ? 0 : b), the fused backward of ReLU (float only). */
 #define ND_BINOP_LIST(X) X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAXIMUM) X(MINIMUM) X(GELU_GRAD) \
-    X(GELU_TANH_GRAD) X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
+    X(GELU_TANH_GRAD) X(RELU_GRAD) X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
 typedef enum nd_binop {
 #define ND_BINOP_ENUM_(e) ND_BIN_##e,
     ND_BINOP_LIST(ND_BINOP_ENUM_)
@@ -112,7 +113,7 @@ typedef struct nd_backend {
     /* Max pooling of dense planes: out [planes, oh, ow] and, unless indices is NULL, the int64
      * flat index (h*W + w) of the first maximum in each window (NaN counts as maximal); padding
      * never wins. The backward sends dy to each window's first maximum, found again from x and
-     * out, into dense dx. */
+     * out, into dense dx (every element written). */
     void (*max_pool2d)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
     void (*max_pool2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, const void *out,
                                 const void *dy, void *dx);

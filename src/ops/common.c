@@ -293,3 +293,14 @@ nd_tensor *nd_k_drop_dim(const nd_tensor *t, int dim)
             sh[n] = t->shape[i], st[n] = t->strides[i], n++;
     return nd_alias(t, n, sh, st, t->offset);
 }
+
+nd_tensor *nd_fused_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g)
+{
+    if (nd_is_grad_enabled() || !nd_dtype_is_float(a->dtype) || g->dtype != a->dtype || g->ndim != a->ndim ||
+        memcmp(g->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim) != 0)
+        return NULL;
+    nd_tensor *out = nd_alloc(a->dtype, a->ndim, a->shape, false);
+    if (out)
+        nd_k_binary_into(kernel, out, a, g);
+    return nd_register(out);
+}

@@ -62,6 +62,10 @@ nd_tensor *nd_k_drop_dim(const nd_tensor *t, int dim);
 nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtype);
 /* Same as nd_sum_to with the geometry of an input tensor. */
 nd_tensor *nd_reduce_grad(nd_tensor *g, const nd_tensor *input);
+/* A backward rule as one fused kernel out = kernel(a, g) (GELU_GRAD, RELU_GRAD, ...), when no graph
+ * of the backward is being recorded and a and g match in shape and float dtype; NULL otherwise,
+ * and the caller composes the rule from differentiable ops. */
+nd_tensor *nd_fused_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g);
 /* Comparison mask as a float tensor of dtype (no graph): (a op b) ? 1 : 0 */
 nd_tensor *nd_mask(nd_binop op, nd_tensor *a, double b, nd_dtype dtype);
 

@@ -316,7 +316,7 @@ nd_status nd_bw_max_pool2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
         return nd_last_status();
     if (!nd_is_grad_enabled()) {
         nd_tensor *od = nd_dense(out), *gd = nd_dense(grad);
-        nd_tensor *dx = od && gd ? nd_register(nd_alloc(x->dtype, 4, x->shape, true)) : NULL;
+        nd_tensor *dx = od && gd ? nd_register(nd_alloc(x->dtype, 4, x->shape, nd_numel(grad) == 0)) : NULL;
         if (dx && nd_numel(grad) > 0)
             nd_backend_get()->max_pool2d_backward(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(od), nd_data_ptr(gd),
                                                   nd_data_ptr(dx));

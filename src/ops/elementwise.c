@@ -145,6 +145,8 @@ nd_tensor *nd_relu(nd_tensor *a) { return nd_unary_op("nd_relu", ND_OP_RELU, ND_
 
 nd_status nd_bw_relu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
+    if ((gi[0] = nd_fused_grad(ND_BIN_RELU_GRAD, IN(0), g)))
+        return ND_OK;
     gi[0] = nd_mul(g, nd_rsub_scalar(1.0, nd_mask(ND_BIN_LE, IN(0), 0.0, g->dtype)));
     return gi[0] ? ND_OK : nd_last_status();
 }

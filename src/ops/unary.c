@@ -89,20 +89,9 @@ nd_tensor *nd_gelu(nd_tensor *a, bool tanh_approximation)
 }
 
 /* Without a graph to record, GELU's backward is one fused pass: g * gelu'(a). */
-static nd_tensor *fused_gelu_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g)
-{
-    if (nd_is_grad_enabled() || g->dtype != a->dtype || g->ndim != a->ndim ||
-        memcmp(g->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim) != 0)
-        return NULL;
-    nd_tensor *out = nd_alloc(a->dtype, a->ndim, a->shape, false);
-    if (out)
-        nd_k_binary_into(kernel, out, a, g);
-    return nd_register(out);
-}
-
 nd_status nd_bw_gelu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    if ((gi[0] = fused_gelu_grad(ND_BIN_GELU_GRAD, IN0, g)))
+    if ((gi[0] = nd_fused_grad(ND_BIN_GELU_GRAD, IN0, g)))
         return ND_OK;
     nd_tensor *a = IN0;
     nd_tensor *cdf = nd_mul_scalar(nd_add_scalar(nd_erf(nd_mul_scalar(a, 0.70710678118654752440)), 1.0), 0.5);
@@ -112,7 +101,7 @@ nd_status nd_bw_gelu(nd_node *node, nd_tensor *g, nd_tensor **gi)
 
 nd_status nd_bw_gelu_tanh(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
-    if ((gi[0] = fused_gelu_grad(ND_BIN_GELU_TANH_GRAD, IN0, g)))
+    if ((gi[0] = nd_fused_grad(ND_BIN_GELU_TANH_GRAD, IN0, g)))
         return ND_OK;
     const double k = 0.7978845608028654, c = 0.044715;
     nd_tensor *a = IN0;

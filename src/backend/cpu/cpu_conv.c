@@ -210,6 +210,99 @@ static inline double pick_double(bool t, double a, double b)
     return a;
 }
 
+/* The 2x2 stride-2 float32 pooling rows with AVX-512: 16 windows at a time from two input rows,
+ * even and odd columns split by a permute, masked loads and stores at the row's end (pooled rows
+ * are only 7 or 14 wide in a small CNN, too short for the compiler's own vector loops). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_POOL_AVX512 1
+
+static bool pool_avx512(void)
+{
+    static int known; /* 0 unknown, 1 no, 2 yes: the answer depends only on the CPU */
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (!k) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx512f") ? 2 : 1;
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k == 2;
+}
+
+static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* Columns 2i (even) or 2i+1 (odd) of 32 floats at p, of which only `valid` exist. */
+__attribute__((target("avx512f"))) static inline void split_pairs(const float *p, int64_t valid, __m512 *even, __m512 *odd)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    __m512 lo = _mm512_maskz_loadu_ps(first_lanes(valid), p);
+    __m512 hi = _mm512_maskz_loadu_ps(first_lanes(valid - 16 > 0 ? valid - 16 : 0), p + 16);
+    *even = _mm512_permutex2var_ps(lo, ev, hi);
+    *odd = _mm512_permutex2var_ps(lo, od, hi);
+}
+
+/* m, or v where v > m or v is NaN (so a NaN wins, and the last NaN) */
+__attribute__((target("avx512f"))) static inline __m512 max_step(__m512 m, __m512 v)
+{
+    __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(take, m, v);
+}
+
+__attribute__((target("avx512f"))) static void pair_max_row_avx512(const float *r0, const float *r1, float *o, int64_t ow)
+{
+    for (int64_t ox = 0; ox < ow; ox += 16) {
+        int64_t n = ow - ox < 16 ? ow - ox : 16;
+        __m512 a, b, c, d;
+        split_pairs(r0 + 2 * ox, 2 * n, &a, &b);
+        split_pairs(r1 + 2 * ox, 2 * n, &c, &d);
+        _mm512_mask_storeu_ps(o + ox, first_lanes(n), max_step(max_step(max_step(a, b), c), d));
+    }
+}
+
+/* dy of each window to its first maximum (or last NaN); writes all four places of every window. */
+__attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const float *r0, const float *r1, const float *out,
+                                                                       const float *dy, float *d0, float *d1, int64_t ow)
+{
+    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int64_t ox = 0; ox < ow; ox += 16) {
+        int64_t n = ow - ox < 16 ? ow - ox : 16;
+        __mmask16 lanes = first_lanes(n);
+        __m512 a, b, c, d;
+        split_pairs(r0 + 2 * ox, 2 * n, &a, &b);
+        split_pairs(r1 + 2 * ox, 2 * n, &c, &d);
+        __m512 m = _mm512_maskz_loadu_ps(lanes, out + ox), g = _mm512_maskz_loadu_ps(lanes, dy + ox);
+        __mmask16 nan = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+        __mmask16 nb = _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+        __mmask16 nc = _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), nd = _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q);
+        __mmask16 ea = _mm512_cmp_ps_mask(a, m, _CMP_EQ_OQ), eb = _mm512_cmp_ps_mask(b, m, _CMP_EQ_OQ);
+        __mmask16 ec = _mm512_cmp_ps_mask(c, m, _CMP_EQ_OQ);
+        /* numbers: the first equal place; NaN: the last NaN place */
+        __mmask16 td = (nan & nd) | (~nan & ~ea & ~eb & ~ec);
+        __mmask16 tc = (nan & ~nd & nc) | (~nan & ~ea & ~eb & ec);
+        __mmask16 tb = (nan & ~nd & ~nc & nb) | (~nan & ~ea & eb);
+        __mmask16 ta = (nan & ~nd & ~nc & ~nb) | (~nan & ea);
+        __m512 ga = _mm512_maskz_mov_ps(ta, g), gb = _mm512_maskz_mov_ps(tb, g);
+        __m512 gc = _mm512_maskz_mov_ps(tc, g), gd = _mm512_maskz_mov_ps(td, g);
+        int64_t valid = 2 * n;
+        __mmask16 lo = first_lanes(valid), hi = first_lanes(valid - 16 > 0 ? valid - 16 : 0);
+        _mm512_mask_storeu_ps(d0 + 2 * ox, lo, _mm512_permutex2var_ps(ga, lo_idx, gb));
+        _mm512_mask_storeu_ps(d0 + 2 * ox + 16, hi, _mm512_permutex2var_ps(ga, hi_idx, gb));
+        _mm512_mask_storeu_ps(d1 + 2 * ox, lo, _mm512_permutex2var_ps(gc, lo_idx, gd));
+        _mm512_mask_storeu_ps(d1 + 2 * ox + 16, hi, _mm512_permutex2var_ps(gc, hi_idx, gd));
+    }
+}
+#endif
+
+#ifdef HAVE_POOL_AVX512
+#define POOL_ROWS_AVX512(T) (sizeof(T) == 4 && pool_avx512())
+#else
+#define POOL_ROWS_AVX512(T) 0
+#define pair_max_row_avx512(r0, r1, o, ow) ((void)0)
+#define pair_max_grad_row_avx512(r0, r1, out, dy, d0, d1, ow) ((void)0)
+#endif
+
 /* Window maxima without indices (the backward finds each window's first maximum again from the
  * input and this output). NaN wins, as in PyTorch. The common 2x2 stride-2 window without padding
  * has a loop the compiler vectorises. */
@@ -224,6 +317,10 @@ static inline double pick_double(bool t, double a, double b)
             for (int64_t oy = 0; oy < g->oh; oy++) {                                                \
                 if (pair) {                                                                         \
                     const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
+                    if (POOL_ROWS_AVX512(T)) {                                                      \
+                        pair_max_row_avx512((const float *)r0, (const float *)r1, (float *)o + oy * g->ow, g->ow); \
+                        continue;                                                                   \
+                    }                                                                               \
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
                         T m = r0[2 * ox], v = r0[2 * ox + 1];                                       \
                         m = pick_##T((v > m) | (v != v), v, m);                                     \
@@ -266,12 +363,18 @@ static inline double pick_double(bool t, double a, double b)
         for (int64_t p = p_begin; p < p_end; p++) {                                                 \
             const T *plane = x + p * g->h * g->w;                                                   \
             T *d = dx + p * g->h * g->w;                                                            \
-            memset(d, 0, sizeof(T) * (size_t)(g->h * g->w));                                        \
+            if (!pair || g->h % 2 || g->w % 2) /* else the pair path writes every place */          \
+                memset(d, 0, sizeof(T) * (size_t)(g->h * g->w));                                    \
             if (pair) { /* windows do not overlap: selects write each of the four places once */     \
                 for (int64_t oy = 0; oy < g->oh; oy++) {                                            \
                     const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
                     T *d0 = d + 2 * oy * g->w, *d1 = d0 + g->w;                                     \
                     const T *mo = out + (p * g->oh + oy) * g->ow, *go = dy + (p * g->oh + oy) * g->ow; \
+                    if (POOL_ROWS_AVX512(T)) {                                                      \
+                        pair_max_grad_row_avx512((const float *)r0, (const float *)r1, (const float *)mo, \
+                                                 (const float *)go, (float *)d0, (float *)d1, g->ow); \
+                        continue;                                                                   \
+                    }                                                                               \
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
                         T m = mo[ox], gv = go[ox];                                                  \
                         bool nan = m != m;                                                          \

@@ -187,6 +187,8 @@ BINARY_KERNEL(gelu_grad_f32, float, float, (float)gelu_deriv_d(x) * y)
 BINARY_KERNEL(gelu_grad_f64, double, double, gelu_deriv_d(x) * y)
 BINARY_KERNEL(gelu_tanh_grad_f32, float, float, gelu_tanh_deriv_f(x) * y)
 BINARY_KERNEL(gelu_tanh_grad_f64, double, double, gelu_tanh_deriv_d(x) * y)
+BINARY_KERNEL(relu_grad_f32, float, float, x <= 0 ? 0.0f : y) /* NaN input passes the gradient, as PyTorch */
+BINARY_KERNEL(relu_grad_f64, double, double, x <= 0 ? 0.0 : y)
 
 /* Integer arithmetic wraps through unsigned math, as PyTorch's does in practice, never UB. */
 BINARY_KERNEL(add_i64, int64_t, int64_t, (int64_t)((uint64_t)x + (uint64_t)y))
@@ -224,6 +226,7 @@ static const inner_fn binary_table[ND_BIN_COUNT_][4] = {
     [ND_BIN_MINIMUM] = {min_f32, min_f64, min_i64, min_b},
     [ND_BIN_GELU_GRAD] = {gelu_grad_f32, gelu_grad_f64, NULL, NULL},
     [ND_BIN_GELU_TANH_GRAD] = {gelu_tanh_grad_f32, gelu_tanh_grad_f64, NULL, NULL},
+    [ND_BIN_RELU_GRAD] = {relu_grad_f32, relu_grad_f64, NULL, NULL},
     [ND_BIN_EQ] = {eq_f32, eq_f64, eq_i64, eq_b},
     [ND_BIN_NE] = {ne_f32, ne_f64, ne_i64, ne_b},
     [ND_BIN_LT] = {lt_f32, lt_f64, lt_i64, lt_b},
