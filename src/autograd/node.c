@@ -26,11 +26,9 @@ void nd_count_backward(int op) { atomic_fetch_add(&backward_calls[op], 1); }
 
 bool nd_grad_needed(int n, nd_tensor *const *inputs)
 {
-    if (!nd_is_grad_enabled())
-        return false;
     for (int i = 0; i < n; i++)
         if (inputs[i] && inputs[i]->requires_grad)
-            return true;
+            return nd_is_grad_enabled(); /* the cheaper test first: most tensors need no gradient */
     return false;
 }
 

@@ -6,13 +6,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-typedef struct counters {
-    atomic_llong value[3];
-    struct counters *next;
-    bool registered;
-} counters;
+typedef nd_live_counters counters;
 
-static ND_THREAD_LOCAL counters mine;
+ND_THREAD_LOCAL counters nd_counters_mine;
+#define mine nd_counters_mine
 static counters *all_threads;                 /* registered threads, under list_lock */
 static atomic_llong retired[3];               /* counts of threads that have exited */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,7 +32,7 @@ static void on_thread_exit(void *arg)
 
 static void make_key(void) { pthread_key_create(&exit_key, on_thread_exit); }
 
-void nd_count_live(int which, int delta)
+void nd_count_live_register(int which, int delta)
 {
     if (!mine.registered) {
         pthread_once(&key_once, make_key);

@@ -1,7 +1,7 @@
 /* dtypes: sizes, names, element load/store and PyTorch's type promotion for our four types. */
 #include "core/internal.h"
 
-size_t nd_dtype_size(nd_dtype d)
+size_t(nd_dtype_size)(nd_dtype d)
 {
     switch (d) {
     case ND_FLOAT32: return 4;
@@ -40,6 +40,8 @@ static nd_dtype wider(nd_dtype a, nd_dtype b)
  * wrapped C number) is of a higher category; a wrapped float then means the default float32. */
 nd_dtype nd_promote(const nd_tensor *a, const nd_tensor *b)
 {
+    if (a->dtype == b->dtype) /* every rule below agrees when the dtypes do */
+        return a->dtype;
     const nd_tensor *ops[2] = {a, b};
     int have[3] = {0, 0, 0};
     nd_dtype best[3] = {ND_BOOL, ND_BOOL, ND_BOOL};

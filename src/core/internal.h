@@ -113,8 +113,48 @@ void nd_scratch_release(void);
 /* Per-thread counts of live objects (counters.c): cheap to update (no locked instruction),
  * summed over threads when read. A count may go negative on a thread that frees objects another
  * made; the sum is what matters. */
+/* Hot accessors inlined inside the library (the exported functions stay for users; a name in
+ * parentheses, as in (nd_dtype_size)(d), still calls the function). */
+static inline size_t nd_dtype_size_inline(nd_dtype d)
+{
+    return d == ND_FLOAT32 ? 4 : d == ND_BOOL ? 1 : (d == ND_FLOAT64 || d == ND_INT64) ? 8 : 0;
+}
+static inline void *nd_data_ptr_inline(const nd_tensor *t)
+{
+    return t ? (char *)t->storage->data + t->offset * (int64_t)nd_dtype_size_inline(t->dtype) : NULL;
+}
+#define nd_dtype_size(d) nd_dtype_size_inline(d)
+#define nd_data_ptr(t) nd_data_ptr_inline(t)
+
+/* Drops one reference; true when it was the last. The sole owner (count 1) cannot race with
+ * anyone, since no other holder exists to add or drop a reference, so it skips the locked
+ * read-modify-write that dominates a small op's cost. */
+static inline bool nd_drop_ref(atomic_int *count)
+{
+    if (atomic_load_explicit(count, memory_order_acquire) == 1)
+        return true;
+    return atomic_fetch_sub_explicit(count, 1, memory_order_acq_rel) == 1;
+}
+
 enum { ND_COUNT_TENSORS, ND_COUNT_STORAGES, ND_COUNT_NODES };
-void nd_count_live(int which, int delta);
+/* Live-object counters, one set per thread (see counters.c); the first count of a thread
+ * registers its set, every later one is a plain relaxed update. */
+typedef struct nd_live_counters {
+    atomic_llong value[3];
+    struct nd_live_counters *next;
+    bool registered;
+} nd_live_counters;
+extern ND_THREAD_LOCAL nd_live_counters nd_counters_mine;
+void nd_count_live_register(int which, int delta);
+static inline void nd_count_live(int which, int delta)
+{
+    if (!nd_counters_mine.registered) {
+        nd_count_live_register(which, delta);
+        return;
+    }
+    atomic_llong *v = &nd_counters_mine.value[which];
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + delta, memory_order_relaxed);
+}
 
 /* ---- rng ---- */
 uint64_t nd_rng_next(void);

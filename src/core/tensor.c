@@ -84,13 +84,33 @@ bool nd_dims_mask(const char *op, int ndim, int ndims, const int64_t *dims, bool
 
 /* ------------------------------------------------------------------ allocation */
 
+/* Small data lives in the same block as its storage header (one allocation instead of two, a
+ * visible part of a small op's cost); large data gets its own block, so its size class, and the
+ * memory it wastes, are those of the data alone. */
+enum { INLINE_HEADER = 64, INLINE_MAX = 1024 };
+
+static bool data_inline(const nd_storage *s) { return (const char *)s->data == (const char *)s + INLINE_HEADER; }
+
+_Static_assert(sizeof(nd_storage) <= 64, "the storage header must fit before inline data");
 static nd_storage *storage_new(size_t nbytes, bool zero)
 {
+    if (nbytes <= INLINE_MAX) {
+        nd_storage *s = nd_mem_alloc(INLINE_HEADER + (nbytes ? nbytes : 1), false);
+        if (!s)
+            return NULL;
+        s->data = (char *)s + INLINE_HEADER;
+        if (zero)
+            memset(s->data, 0, nbytes);
+        s->nbytes = nbytes;
+        atomic_init(&s->refcount, 1);
+        atomic_init(&s->version, 0);
+        nd_count_live(ND_COUNT_STORAGES, 1);
+        return s;
+    }
     nd_storage *s = nd_mem_alloc(sizeof *s, false);
     if (!s)
         return NULL;
-    /* Never a zero-byte block: empty tensors still get a valid pointer. */
-    s->data = nd_mem_alloc(nbytes ? nbytes : 1, zero);
+    s->data = nd_mem_alloc(nbytes, zero);
     if (!s->data) {
         nd_mem_free(s, sizeof *s);
         return NULL;
@@ -104,9 +124,13 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
 
 static void storage_unref(nd_storage *s)
 {
-    if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
-        nd_mem_free(s->data, s->nbytes ? s->nbytes : 1);
-        nd_mem_free(s, sizeof *s);
+    if (s && nd_drop_ref(&s->refcount)) {
+        if (data_inline(s)) {
+            nd_mem_free(s, INLINE_HEADER + (s->nbytes ? s->nbytes : 1));
+        } else {
+            nd_mem_free(s->data, s->nbytes);
+            nd_mem_free(s, sizeof *s);
+        }
         nd_count_live(ND_COUNT_STORAGES, -1);
     }
 }
@@ -209,7 +233,7 @@ nd_tensor *nd_alias(const nd_tensor *src, int ndim, const int64_t *shape, const 
  * recursion, so dropping the last reference to a 1,000,000-op chain needs no deep stack. */
 void nd_unref(nd_tensor *t)
 {
-    if (!t || atomic_fetch_sub(&t->refcount, 1) != 1)
+    if (!t || !nd_drop_ref(&t->refcount))
         return;
     nd_tensor *dead_tensors = t;
     t->dead_next = NULL;
@@ -222,13 +246,13 @@ void nd_unref(nd_tensor *t)
             if (n) {
                 if (n->retained == x)
                     n->retained = NULL;
-                if (atomic_fetch_sub(&n->refcount, 1) == 1) {
+                if (nd_drop_ref(&n->refcount)) {
                     n->dead_next = dead_nodes;
                     dead_nodes = n;
                 }
             }
             nd_tensor *g = x->grad;
-            if (g && atomic_fetch_sub(&g->refcount, 1) == 1) {
+            if (g && nd_drop_ref(&g->refcount)) {
                 g->dead_next = dead_tensors;
                 dead_tensors = g;
             }
@@ -242,7 +266,7 @@ void nd_unref(nd_tensor *t)
                 nd_tensor *in = i < n->n_inputs ? n->inputs[i]
                               : i < n->n_inputs + ND_NODE_MAX_SAVED ? n->saved[i - n->n_inputs]
                                                                     : n->grad_acc;
-                if (in && atomic_fetch_sub(&in->refcount, 1) == 1) {
+                if (in && nd_drop_ref(&in->refcount)) {
                     in->dead_next = dead_tensors;
                     dead_tensors = in;
                 }
@@ -414,7 +438,7 @@ bool nd_shares_storage(const nd_tensor *a, const nd_tensor *b)
     return a && b && a->storage == b->storage;
 }
 
-void *nd_data_ptr(const nd_tensor *t)
+void *(nd_data_ptr)(const nd_tensor *t)
 {
     if (!t)
         return NULL;
