@@ -2133,6 +2133,13 @@ static nd_tensor *s_cross_entropy(nd_tensor *const *in, void *u)
     (void)u;
     return nd_cross_entropy(in[0], idx((const int64_t[]){2, 0, 1}, ND_SHAPE(3)), NULL, -100, ND_REDUCTION_MEAN, 0.1);
 }
+/* The fused cross-entropy (2-d, no weights or smoothing), one row ignored, mean and sum. */
+static nd_tensor *s_cross_entropy_fused(nd_tensor *const *in, void *u)
+{
+    const nd_reduction *r = u;
+    return nd_cross_entropy(in[0], idx((const int64_t[]){2, -100, 1}, ND_SHAPE(3)), NULL, -100, *r, 0.0);
+}
+static nd_tensor *s_log_softmax_last(nd_tensor *const *in, void *u) { (void)u; return nd_log_softmax(in[0], -1); }
 static nd_tensor *s_bce(nd_tensor *const *in, void *u)
 {
     (void)u;
@@ -2158,6 +2165,22 @@ static nd_tensor *s_attention(nd_tensor *const *in, void *u)
     nd_tensor *k = nd_from_f64((const double[]){0.3, -0.2, 0.5, 0.1, -0.4, 0.25}, ND_SHAPE(3, 2));
     nd_tensor *v = nd_from_f64((const double[]){1.0, -0.5, 0.2, 0.7, -0.3, 0.4}, ND_SHAPE(3, 2));
     return nd_scaled_dot_product_attention(in[0], k, v, NULL, 0.0, false, 0.0);
+}
+
+/* Every target ignored: PyTorch gives a NaN mean (0/0) and a zero gradient; the sum is 0. */
+TEST(cross_entropy_all_ignored)
+{
+    nd_scope_begin();
+    nd_tensor *x = nd_randn(ND_FLOAT32, ND_SHAPE(3, 4));
+    nd_set_requires_grad(x, true);
+    nd_tensor *t = idx((const int64_t[]){-100, -100, -100}, ND_SHAPE(3));
+    nd_tensor *mean = nd_cross_entropy(x, t, NULL, -100, ND_REDUCTION_MEAN, 0.0);
+    CHECK(mean && isnan(nd_item(mean)));
+    CHECK(nd_backward(mean) == ND_OK);
+    CHECK_VALUES(nd_grad(x), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    nd_tensor *sum = nd_cross_entropy(x, t, NULL, -100, ND_REDUCTION_SUM, 0.0);
+    CHECK(sum && nd_item(sum) == 0);
+    nd_scope_end();
 }
 
 TEST(second_order_more)
@@ -2186,6 +2209,10 @@ TEST(second_order_more)
     SECOND("d/dx triu(x)^2", s_triu, NULL, true, leaf(ANY, ND_SHAPE(3, 3)));
     SECOND("d/dx layer_norm", s_layer_norm, NULL, false, leaf(ANY, ND_SHAPE(2, 3)));
     SECOND("d/dx cross_entropy with label smoothing", s_cross_entropy, NULL, false, leaf(ANY, ND_SHAPE(3, 3)));
+    nd_reduction mean = ND_REDUCTION_MEAN, sum = ND_REDUCTION_SUM;
+    SECOND("d/dx cross_entropy (fused, mean, a row ignored)", s_cross_entropy_fused, &mean, false, leaf(ANY, ND_SHAPE(3, 4)));
+    SECOND("d/dx cross_entropy (fused, sum, a row ignored)^2", s_cross_entropy_fused, &sum, true, leaf(ANY, ND_SHAPE(3, 4)));
+    SECOND("d/dx log_softmax over the last dim (fused backward)", s_log_softmax_last, NULL, true, leaf(ANY, ND_SHAPE(2, 3)));
     SECOND("d/dx binary_cross_entropy", s_bce, NULL, false, leaf(POS, ND_SHAPE(2, 3)));
     SECOND("d/dx binary_cross_entropy_with_logits", s_bce_logits, NULL, false, leaf(ANY, ND_SHAPE(2, 3)));
     SECOND("d/dx max_pool2d(x)^2", s_max_pool, NULL, true, leaf(DISTINCT, ND_SHAPE(1, 1, 3, 3)));
@@ -2413,6 +2440,7 @@ void run_suite(void)
     RUN(second_order_gather);
     RUN(second_order_conv_and_pool);
     RUN(second_order_slice_select);
+    RUN(cross_entropy_all_ignored);
     RUN(second_order_more);
     RUN(core_ops_quick);
     RUN(coverage);

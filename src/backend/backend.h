@@ -130,6 +130,17 @@ typedef struct nd_backend {
                                double eps, void *y, void *mean, void *rstd);
     void (*layer_norm_backward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
                                 const void *mean, const void *rstd, void *dx, void *dw, void *db);
+    /* Over `rows` dense rows of n elements: the softmax (or log_softmax) backward from the output y
+     * and its gradient g. */
+    void (*softmax_backward)(nd_dtype dtype, bool log_form, int64_t rows, int64_t n, const void *y, const void *g,
+                             void *dx);
+    /* Cross-entropy of dense logit rows [rows, classes] against int64 class indices: each row's
+     * max and log Σ e^(x - max) (lse, [rows, 2]) and loss (0 at ignore_index); the backward writes coef (softmax - one-hot), 0 on
+     * ignored rows. */
+    void (*cross_entropy_forward)(nd_dtype dtype, int64_t rows, int64_t classes, const void *x, const int64_t *targets,
+                                  int64_t ignore_index, void *lse, void *loss);
+    void (*cross_entropy_backward)(nd_dtype dtype, int64_t rows, int64_t classes, const void *x,
+                                   const int64_t *targets, int64_t ignore_index, const void *lse, double coef, void *dx);
     /* C[b] = A[b] @ B[b] (or C[b] += A[b] @ B[b] when accumulate) for b < batch; A is MxK, B is
      * KxN, C is MxN; element strides per operand as (batch, row, col). C must not overlap A or B. */
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,

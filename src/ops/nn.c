@@ -50,8 +50,20 @@ nd_status nd_bw_softmax(nd_node *node, nd_tensor *g, nd_tensor **gi)
     const int64_t d[1] = {dim};
     int nd = node->inputs[0]->ndim ? 1 : 0;
     bool log_form = node->op == ND_OP_LOG_SOFTMAX;
-    nd_tensor *y = nd_is_grad_enabled() ? (log_form ? nd_log_softmax(node->inputs[0], dim) : nd_softmax(node->inputs[0], dim))
-                                        : node->saved[0];
+    nd_tensor *x = node->inputs[0];
+    if (!nd_is_grad_enabled() && dim == x->ndim - 1 && nd_is_contiguous(node->saved[0]) && g->dtype == x->dtype) {
+        /* rows along the last dim: one fused pass */
+        nd_tensor *gd = nd_dense(g), *dx = gd ? nd_alloc(x->dtype, x->ndim, x->shape, false) : NULL;
+        int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, rows = n ? nd_numel(x) / n : 0;
+        if (dx && rows > 0)
+            nd_backend_get()->softmax_backward(x->dtype, log_form, rows, n, nd_data_ptr(node->saved[0]), nd_data_ptr(gd),
+                                               nd_data_ptr(dx));
+        if (gd != g)
+            nd_unref(gd);
+        gi[0] = nd_register(dx);
+        return dx ? ND_OK : nd_last_status();
+    }
+    nd_tensor *y = nd_is_grad_enabled() ? (log_form ? nd_log_softmax(x, dim) : nd_softmax(x, dim)) : node->saved[0];
     if (log_form)
         gi[0] = nd_sub(g, nd_mul(nd_exp(y), nd_sum_dims(g, nd, d, true)));
     else
@@ -462,6 +474,92 @@ nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, i
     return nd_composite_end(out);
 }
 
+/* cross_entropy of [N, C] logits against class indices, without class weights or smoothing and
+ * reduced to a sum or mean: one op whose kernel takes each row's log-sum-exp once. Saves the
+ * row maxima and log-sum-exps.  dx = g s (softmax(x) - one_hot(t)) on rows whose target is not ignore_index, with
+ * s = 1 / (rows counted) for the mean and 1 for the sum.  iparams: ignore_index;  dparams: s. */
+static nd_tensor *cross_entropy_fused(nd_tensor *input, nd_tensor *target, int64_t ignore_index, nd_reduction reduction)
+{
+    int64_t rows = input->shape[0], classes = input->shape[1];
+    nd_tensor *xd = nd_dense(input), *td = nd_dense(target);
+    nd_tensor *lse = xd && td ? nd_alloc(input->dtype, 2, (const int64_t[]){rows, 2}, false) : NULL;
+    nd_tensor *loss = lse ? nd_alloc(input->dtype, 1, &rows, false) : NULL;
+    nd_tensor *out = loss ? nd_alloc(input->dtype, 0, NULL, false) : NULL;
+    int64_t counted = 0;
+    double total = 0;
+    if (out && rows > 0 && classes > 0) {
+        nd_backend_get()->cross_entropy_forward(input->dtype, rows, classes, nd_data_ptr(xd), nd_data_ptr(td), ignore_index,
+                                                nd_data_ptr(lse), nd_data_ptr(loss));
+        const int64_t *t = nd_data_ptr(td);
+        for (int64_t r = 0; r < rows; r++) { /* in row order: the same sum at any thread count */
+            counted += t[r] != ignore_index;
+            total += nd_load((const char *)nd_data_ptr(loss) + r * (int64_t)nd_dtype_size(input->dtype), input->dtype);
+        }
+    }
+    bool mean = reduction == ND_REDUCTION_MEAN;
+    if (out)
+        nd_store(nd_data_ptr(out), input->dtype, mean ? (counted ? total / (double)counted : NAN) : total);
+    if (xd != input)
+        nd_unref(xd);
+    if (td != target)
+        nd_unref(td);
+    nd_unref(loss);
+    if (!out) {
+        nd_unref(lse);
+        return NULL;
+    }
+    nd_tensor *ins[2] = {input, target};
+    nd_node *node = NULL;
+    out = nd_finish(out, ND_OP_CROSS_ENTROPY, 2, ins, &node);
+    if (node) {
+        node->iparams[0] = ignore_index;
+        node->dparams[0] = mean ? 1.0 / (double)(counted ? counted : 1) : 1.0;
+        node->saved[0] = lse;
+        node->saved_versions[0] = 0;
+    } else {
+        nd_unref(lse);
+    }
+    return out;
+}
+
+nd_status nd_bw_cross_entropy(nd_node *node, nd_tensor *g, nd_tensor **gi)
+{
+    nd_tensor *x = node->inputs[0], *target = node->inputs[1];
+    int64_t ignore_index = node->iparams[0], rows = x->shape[0], classes = x->shape[1];
+    double s = node->dparams[0];
+    if (!x->requires_grad)
+        return ND_OK;
+    if (!nd_is_grad_enabled()) {
+        nd_tensor *xd = nd_dense(x), *td = nd_dense(target);
+        nd_tensor *dx = xd && td ? nd_alloc(x->dtype, 2, x->shape, rows == 0 || classes == 0) : NULL;
+        if (dx && rows > 0 && classes > 0)
+            nd_backend_get()->cross_entropy_backward(x->dtype, rows, classes, nd_data_ptr(xd), nd_data_ptr(td), ignore_index,
+                                                     nd_data_ptr(node->saved[0]), nd_item(g) * s, nd_data_ptr(dx));
+        if (xd != x)
+            nd_unref(xd);
+        if (td != target)
+            nd_unref(td);
+        gi[0] = nd_register(dx);
+        return dx ? ND_OK : nd_last_status();
+    }
+    /* Recording a graph of the backward: (softmax(x) - one_hot) kept rows, times g s. */
+    nd_tensor *hot = nd_register(nd_alloc(x->dtype, 2, x->shape, true));
+    nd_tensor *keep = nd_register(nd_alloc(x->dtype, 2, (const int64_t[]){rows, 1}, true));
+    nd_tensor *td = nd_dense(target);
+    if (!hot || !keep || !td)
+        return nd_last_status();
+    const int64_t *t = nd_data_ptr(td);
+    for (int64_t r = 0; r < rows; r++)
+        if (t[r] != ignore_index) {
+            nd_store((char *)nd_data_ptr(hot) + (r * classes + t[r]) * (int64_t)nd_dtype_size(x->dtype), x->dtype, 1.0);
+            nd_store((char *)nd_data_ptr(keep) + r * (int64_t)nd_dtype_size(x->dtype), x->dtype, 1.0);
+        }
+    if (td != target)
+        nd_unref(td);
+    gi[0] = nd_mul(nd_mul(nd_sub(nd_softmax(x, 1), hot), keep), nd_mul_scalar(g, s));
+    return gi[0] ? ND_OK : nd_last_status();
+}
+
 /* cross_entropy from logits with class-index targets: log_softmax over the class dim, then
  * (1 - ε) nll + ε/C · smooth, smooth = -Σ_c w_c logp_c at non-ignored positions, reduced like
  * the nll part (PyTorch's label_smoothing). */
@@ -477,6 +575,8 @@ nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weig
         return NULL;
     if (!(label_smoothing >= 0 && label_smoothing <= 1))
         return nd_fail(ND_ERR_VALUE, "%s: label_smoothing must be between 0.0 and 1.0, got %g", name, label_smoothing);
+    if (input->ndim == 2 && !weight && label_smoothing == 0 && reduction != ND_REDUCTION_NONE)
+        return cross_entropy_fused(input, target, ignore_index, reduction);
     nd_composite_begin();
     nd_tensor *logp = nd_log_softmax(input, input->ndim == 1 ? 0 : 1);
     class_terms ct;

@@ -77,6 +77,7 @@
     X(SOFTMAX, "SoftmaxBackward0", nd_bw_softmax)           \
     X(LOG_SOFTMAX, "LogSoftmaxBackward0", nd_bw_softmax)    \
     X(LINEAR, "AddmmBackward0", nd_bw_linear)               \
+    X(CROSS_ENTROPY, "NllLossBackward0", nd_bw_cross_entropy) \
     X(ATTENTION, "ScaledDotProductFlashAttentionForCpuBackward0", nd_bw_attention) \
     X(BCE, "BinaryCrossEntropyBackward0", nd_bw_bce)        \
     /* norm.c */                                            \

@@ -29,4 +29,11 @@ bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t ou
 bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
                             const void *w, const void *dy, void *dx, void *dw);
 
+void nd_cpu_softmax_backward(nd_dtype dtype, bool log_form, int64_t rows, int64_t n, const void *y, const void *g,
+                             void *dx);
+void nd_cpu_cross_entropy_forward(nd_dtype dtype, int64_t rows, int64_t classes, const void *x, const int64_t *targets,
+                                  int64_t ignore_index, void *lse, void *loss);
+void nd_cpu_cross_entropy_backward(nd_dtype dtype, int64_t rows, int64_t classes, const void *x, const int64_t *targets,
+                                   int64_t ignore_index, const void *lse, double coef, void *dx);
+
 #endif

@@ -1,7 +1,9 @@
-/* Layer norm over rows of d elements, forward and backward, in one pass each instead of a chain
- * of elementwise ops. Rows are split across the pool; the weight and bias gradients sum over rows
+/* Row-wise kernels: layer norm, softmax backward and cross-entropy, each one pass per row instead
+ * of a chain of elementwise ops. Layer norm over rows of d elements, forward and backward. Rows are split across the pool; the weight and bias gradients sum over rows
  * column by column in row order, so results do not depend on the thread count. */
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/fast_math.h"
 #include "backend/cpu/threads.h"
 
 #include <math.h>
@@ -132,4 +134,129 @@ void nd_cpu_layer_norm_backward(nd_dtype dtype, int64_t rows, int64_t d, const v
         ln_task t = {&j, rows, 2};
         nd_parallel_for(d, min_rows(rows), ln_part, &t);
     }
+}
+
+/* ------------------------------------------------------------------ softmax backward */
+
+/* Rows of n contiguous elements: softmax dx = y (g - Σ g y); log_softmax dx = g - e^y Σ g. Row sums
+ * in double, in order, so the thread count never changes a result. */
+#define SOFTMAX_BACKWARD(T, EXP)                                                                     \
+    static void softmax_bw_##T(bool log_form, int64_t r0, int64_t r1, int64_t n, const T *y, const T *g, T *dx) \
+    {                                                                                                \
+        for (int64_t r = r0; r < r1; r++) {                                                          \
+            const T *yr = y + r * n, *gr = g + r * n;                                                \
+            T *dr = dx + r * n;                                                                      \
+            double s = 0;                                                                            \
+            for (int64_t j = 0; j < n; j++)                                                          \
+                s += log_form ? (double)gr[j] : (double)gr[j] * (double)yr[j];                       \
+            T ts = (T)s;                                                                             \
+            if (log_form)                                                                            \
+                for (int64_t j = 0; j < n; j++)                                                      \
+                    dr[j] = gr[j] - EXP(yr[j]) * ts;                                                 \
+            else                                                                                     \
+                for (int64_t j = 0; j < n; j++)                                                      \
+                    dr[j] = yr[j] * (gr[j] - ts);                                                    \
+        }                                                                                            \
+    }
+SOFTMAX_BACKWARD(float, fast_expf)
+SOFTMAX_BACKWARD(double, exp)
+
+/* ------------------------------------------------------------------ cross-entropy */
+
+/* Rows of C logits with one class index each: per row, lse = (max, log Σ e^(x - max)) and loss =
+ * max + log Σ - x[t] (all 0 where t is ignore_index); the backward writes coef (e^(x - lse) - [j = t]), 0 on
+ * ignored rows. */
+#define CROSS_ENTROPY(T, EXP)                                                                        \
+    static void ce_forward_##T(int64_t r0, int64_t r1, int64_t C, const T *x, const int64_t *t, int64_t ignore, \
+                               T *lse, T *loss)                                                      \
+    {                                                                                                \
+        for (int64_t r = r0; r < r1; r++) {                                                          \
+            const T *xr = x + r * C;                                                                 \
+            if (t[r] == ignore) {                                                                    \
+                lse[2 * r] = lse[2 * r + 1] = loss[r] = 0;                                           \
+                continue;                                                                            \
+            }                                                                                        \
+            T mx = xr[0];                                                                            \
+            for (int64_t j = 1; j < C; j++)                                                          \
+                mx = xr[j] > mx || xr[j] != xr[j] ? xr[j] : mx;                                      \
+            double s = 0;                                                                            \
+            for (int64_t j = 0; j < C; j++)                                                          \
+                s += (double)EXP(xr[j] - mx);                                                        \
+            /* the max and log Σ apart: their float sum would lose the small part at large logits */ \
+            lse[2 * r] = mx;                                                                         \
+            lse[2 * r + 1] = (T)log(s);                                                              \
+            loss[r] = (T)((double)mx + log(s) - (double)xr[t[r]]);                                   \
+        }                                                                                            \
+    }                                                                                                \
+    static void ce_backward_##T(int64_t r0, int64_t r1, int64_t C, const T *x, const int64_t *t, int64_t ignore, \
+                                const T *lse, double coef, T *dx)                                    \
+    {                                                                                                \
+        T c = (T)coef;                                                                               \
+        for (int64_t r = r0; r < r1; r++) {                                                          \
+            const T *xr = x + r * C;                                                                 \
+            T *dr = dx + r * C;                                                                      \
+            if (t[r] == ignore) {                                                                    \
+                for (int64_t j = 0; j < C; j++)                                                      \
+                    dr[j] = 0;                                                                       \
+                continue;                                                                            \
+            }                                                                                        \
+            T mx = lse[2 * r], ls = lse[2 * r + 1];                                                  \
+            for (int64_t j = 0; j < C; j++)                                                          \
+                dr[j] = c * EXP((xr[j] - mx) - ls);                                                  \
+            dr[t[r]] -= c;                                                                           \
+        }                                                                                            \
+    }
+CROSS_ENTROPY(float, fast_expf)
+CROSS_ENTROPY(double, exp)
+
+typedef struct rows_job {
+    nd_dtype dtype;
+    int which; /* 0 softmax backward, 1 cross-entropy forward, 2 cross-entropy backward */
+    bool log_form;
+    int64_t n, ignore;
+    const void *a, *b, *c;
+    const int64_t *targets;
+    void *out, *out2;
+    double coef;
+} rows_job;
+
+static void rows_part(void *ctx, int64_t r0, int64_t r1, int chunk)
+{
+    (void)chunk;
+    const rows_job *j = ctx;
+    bool f = j->dtype == ND_FLOAT32;
+    switch (j->which) {
+    case 0:
+        f ? softmax_bw_float(j->log_form, r0, r1, j->n, j->a, j->b, j->out)
+          : softmax_bw_double(j->log_form, r0, r1, j->n, j->a, j->b, j->out);
+        break;
+    case 1:
+        f ? ce_forward_float(r0, r1, j->n, j->a, j->targets, j->ignore, j->out, j->out2)
+          : ce_forward_double(r0, r1, j->n, j->a, j->targets, j->ignore, j->out, j->out2);
+        break;
+    default:
+        f ? ce_backward_float(r0, r1, j->n, j->a, j->targets, j->ignore, j->b, j->coef, j->out)
+          : ce_backward_double(r0, r1, j->n, j->a, j->targets, j->ignore, j->b, j->coef, j->out);
+    }
+}
+
+void nd_cpu_softmax_backward(nd_dtype dtype, bool log_form, int64_t rows, int64_t n, const void *y, const void *g,
+                             void *dx)
+{
+    rows_job j = {dtype, 0, log_form, n, 0, y, g, NULL, NULL, dx, NULL, 0};
+    nd_parallel_for(rows, min_rows(n), rows_part, &j);
+}
+
+void nd_cpu_cross_entropy_forward(nd_dtype dtype, int64_t rows, int64_t classes, const void *x, const int64_t *targets,
+                                  int64_t ignore_index, void *lse, void *loss)
+{
+    rows_job j = {dtype, 1, false, classes, ignore_index, x, NULL, NULL, targets, lse, loss, 0};
+    nd_parallel_for(rows, min_rows(classes), rows_part, &j);
+}
+
+void nd_cpu_cross_entropy_backward(nd_dtype dtype, int64_t rows, int64_t classes, const void *x, const int64_t *targets,
+                                   int64_t ignore_index, const void *lse, double coef, void *dx)
+{
+    rows_job j = {dtype, 2, false, classes, ignore_index, x, lse, NULL, targets, dx, NULL, coef};
+    nd_parallel_for(rows, min_rows(classes), rows_part, &j);
 }
