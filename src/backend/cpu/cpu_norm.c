@@ -16,26 +16,49 @@ typedef struct ln_job {
     void *y, *out_mean, *out_rstd, *dx, *dw, *db;
 } ln_job;
 
+/* Σ x and Σ (x - m)² of a row with eight partial sums, in double: the compiler vectorises the
+ * lanes, where one running sum would wait on each add. The lanes add up in a fixed order, so the
+ * thread count never changes a result. */
+#define ROW_SUMS(T)                                                                                  \
+    static inline double row_sum_##T(const T *x, int64_t d, double shift, bool square)               \
+    {                                                                                                \
+        double part[8] = {0};                                                                        \
+        int64_t i = 0;                                                                               \
+        for (; i + 8 <= d; i += 8)                                                                   \
+            for (int l = 0; l < 8; l++) {                                                            \
+                double v = (double)x[i + l] - shift;                                                 \
+                part[l] += square ? v * v : v;                                                       \
+            }                                                                                        \
+        double s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+        for (; i < d; i++) {                                                                         \
+            double v = (double)x[i] - shift;                                                         \
+            s += square ? v * v : v;                                                                 \
+        }                                                                                            \
+        return s;                                                                                    \
+    }
+ROW_SUMS(float)
+ROW_SUMS(double)
+
 #define LN_FORWARD(T)                                                                                \
-    static void ln_forward_##T(const ln_job *j, int64_t r0, int64_t r1)                              \
+    VECTOR_CLONES static void ln_forward_##T(const ln_job *j, int64_t r0, int64_t r1)                \
     {                                                                                                \
         const T *x = j->x, *w = j->w, *b = j->b;                                                     \
         T *y = j->y, *mean = j->out_mean, *rstd = j->out_rstd;                                       \
         for (int64_t r = r0; r < r1; r++) {                                                          \
             const T *xr = x + r * j->d;                                                              \
             T *yr = y + r * j->d;                                                                    \
-            double s = 0;                                                                            \
-            for (int64_t i = 0; i < j->d; i++)                                                       \
-                s += xr[i];                                                                          \
-            double m = s / (double)j->d, v = 0;                                                      \
-            for (int64_t i = 0; i < j->d; i++)                                                       \
-                v += ((double)xr[i] - m) * ((double)xr[i] - m);                                      \
+            double m = row_sum_##T(xr, j->d, 0.0, false) / (double)j->d;                            \
+            double v = row_sum_##T(xr, j->d, m, true);                                               \
             double rs = 1.0 / sqrt(v / (double)j->d + j->eps);                                       \
             T tm = (T)m, trs = (T)rs;                                                                \
-            for (int64_t i = 0; i < j->d; i++) {                                                     \
-                T h = (xr[i] - tm) * trs;                                                            \
-                yr[i] = w ? (b ? h * w[i] + b[i] : h * w[i]) : (b ? h + b[i] : h);                   \
-            }                                                                                        \
+            if (w && b)                                                                              \
+                for (int64_t i = 0; i < j->d; i++)                                                   \
+                    yr[i] = (xr[i] - tm) * trs * w[i] + b[i];                                        \
+            else                                                                                     \
+                for (int64_t i = 0; i < j->d; i++) {                                                 \
+                    T h = (xr[i] - tm) * trs;                                                        \
+                    yr[i] = w ? h * w[i] : b ? h + b[i] : h;                                         \
+                }                                                                                    \
             mean[r] = tm;                                                                            \
             rstd[r] = trs;                                                                           \
         }                                                                                            \
@@ -43,46 +66,62 @@ typedef struct ln_job {
 
 /* dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w, xhat = (x - mean) rstd. */
 #define LN_BACKWARD_DX(T)                                                                            \
-    static void ln_backward_dx_##T(const ln_job *j, int64_t r0, int64_t r1)                          \
+    VECTOR_CLONES static void ln_backward_dx_##T(const ln_job *j, int64_t r0, int64_t r1)            \
     {                                                                                                \
         const T *x = j->x, *w = j->w, *g = j->g, *mean = j->mean, *rstd = j->rstd;                   \
         T *dx = j->dx;                                                                               \
         for (int64_t r = r0; r < r1; r++) {                                                          \
             const T *xr = x + r * j->d, *gr = g + r * j->d;                                          \
-            double a = 0, c = 0;                                                                     \
-            for (int64_t i = 0; i < j->d; i++) {                                                     \
+            double pa[8] = {0}, pc[8] = {0}, m = mean[r], rs = rstd[r];                              \
+            int64_t i = 0;                                                                           \
+            for (; i + 8 <= j->d; i += 8)                                                            \
+                for (int l = 0; l < 8; l++) {                                                        \
+                    double dh = (double)gr[i + l] * (w ? (double)w[i + l] : 1.0);                    \
+                    pa[l] += dh;                                                                     \
+                    pc[l] += dh * (((double)xr[i + l] - m) * rs);                                    \
+                }                                                                                    \
+            double a = ((pa[0] + pa[1]) + (pa[2] + pa[3])) + ((pa[4] + pa[5]) + (pa[6] + pa[7]));    \
+            double c = ((pc[0] + pc[1]) + (pc[2] + pc[3])) + ((pc[4] + pc[5]) + (pc[6] + pc[7]));    \
+            for (; i < j->d; i++) {                                                                  \
                 double dh = (double)gr[i] * (w ? (double)w[i] : 1.0);                                \
-                double h = ((double)xr[i] - mean[r]) * rstd[r];                                      \
                 a += dh;                                                                             \
-                c += dh * h;                                                                         \
+                c += dh * (((double)xr[i] - m) * rs);                                                \
             }                                                                                        \
-            a /= (double)j->d;                                                                       \
-            c /= (double)j->d;                                                                       \
-            for (int64_t i = 0; i < j->d; i++) {                                                     \
-                double dh = (double)gr[i] * (w ? (double)w[i] : 1.0);                                \
-                double h = ((double)xr[i] - mean[r]) * rstd[r];                                      \
-                dx[r * j->d + i] = (T)(rstd[r] * (dh - a - h * c));                                  \
+            T ta = (T)(a / (double)j->d), tc = (T)(c / (double)j->d), tm = (T)m, trs = (T)rs;        \
+            for (i = 0; i < j->d; i++) {                                                             \
+                T dh = gr[i] * (w ? w[i] : (T)1);                                                    \
+                dx[r * j->d + i] = trs * (dh - ta - (xr[i] - tm) * trs * tc);                        \
             }                                                                                        \
         }                                                                                            \
     }
 
-/* Columns [c0, c1) of dw = Σ_rows g xhat and db = Σ_rows g, rows in order. */
+/* Columns [c0, c1) of dw = Σ_rows g xhat and db = Σ_rows g: rows in order for every column (so
+ * the sums never depend on the thread count), a block of columns at a time, row-major reads. */
 #define LN_BACKWARD_DW(T)                                                                            \
-    static void ln_backward_dw_##T(const ln_job *j, int64_t rows, int64_t c0, int64_t c1)            \
+    VECTOR_CLONES static void ln_backward_dw_##T(const ln_job *j, int64_t rows, int64_t c0, int64_t c1) \
     {                                                                                                \
         const T *x = j->x, *g = j->g, *mean = j->mean, *rstd = j->rstd;                              \
         T *dw = j->dw, *db = j->db;                                                                  \
-        for (int64_t i = c0; i < c1; i++) {                                                          \
-            double sw = 0, sb = 0;                                                                   \
+        enum { BLOCK = 256 };                                                                        \
+        double sw[BLOCK], sb[BLOCK];                                                                 \
+        for (int64_t b0 = c0; b0 < c1; b0 += BLOCK) {                                                \
+            int64_t n = c1 - b0 < BLOCK ? c1 - b0 : BLOCK;                                           \
+            for (int64_t i = 0; i < n; i++)                                                          \
+                sw[i] = sb[i] = 0;                                                                   \
             for (int64_t r = 0; r < rows; r++) {                                                     \
-                double gv = g[r * j->d + i];                                                         \
-                sw += gv * (((double)x[r * j->d + i] - mean[r]) * rstd[r]);                          \
-                sb += gv;                                                                            \
+                const T *gr = g + r * j->d + b0, *xr = x + r * j->d + b0;                            \
+                double m = mean[r], rs = rstd[r];                                                    \
+                for (int64_t i = 0; i < n; i++) {                                                    \
+                    sw[i] += (double)gr[i] * (((double)xr[i] - m) * rs);                             \
+                    sb[i] += (double)gr[i];                                                          \
+                }                                                                                    \
             }                                                                                        \
-            if (dw)                                                                                  \
-                dw[i] = (T)sw;                                                                       \
-            if (db)                                                                                  \
-                db[i] = (T)sb;                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                        \
+                if (dw)                                                                              \
+                    dw[b0 + i] = (T)sw[i];                                                           \
+                if (db)                                                                              \
+                    db[b0 + i] = (T)sb[i];                                                           \
+            }                                                                                        \
         }                                                                                            \
     }
 
