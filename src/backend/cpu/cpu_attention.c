@@ -127,12 +127,6 @@ static void slice_offsets(const nd_attention_geometry *g, int64_t s, int64_t *oq
     }
 }
 
-static void gemm1(nd_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac, const void *b,
-                  int64_t br, int64_t bc, void *c, int64_t cr)
-{
-    const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
-    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs, false);
-}
 
 /* P = softmax(q kᵀ scale) into the scratch rows; fills lse when asked (forward) or uses it. */
 static void probabilities(const attention_job *j, void *P, const char *q, const char *k, const void *lse_in,
@@ -140,8 +134,8 @@ static void probabilities(const attention_job *j, void *P, const char *q, const 
 {
     const nd_attention_geometry *g = j->g;
     const int nq = g->nbatch, nk = g->nbatch;
-    gemm1(j->dtype, g->L, g->S, g->E, q, g->q_strides[nq], g->q_strides[nq + 1], k, g->k_strides[nk + 1],
-          g->k_strides[nk], P, g->S);
+    nd_cpu_gemm_2d(j->dtype, g->L, g->S, g->E, q, g->q_strides[nq], g->q_strides[nq + 1], k, g->k_strides[nk + 1],
+                   g->k_strides[nk], P, g->S, false);
     for (int64_t i = 0; i < g->L; i++) {
         int64_t n = visible(g, i);
         if (j->dtype == ND_FLOAT32) {
@@ -176,8 +170,8 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         slice_offsets(g, s, &oq, &ok, &ov);
         const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
         probabilities(j, P, q, k, NULL, j->out_lse + s * g->L * es);
-        gemm1(j->dtype, g->L, g->Ev, g->S, P, g->S, 1, v, g->v_strides[nb], g->v_strides[nb + 1],
-              j->out + s * g->L * g->Ev * es, g->Ev);
+        nd_cpu_gemm_2d(j->dtype, g->L, g->Ev, g->S, P, g->S, 1, v, g->v_strides[nb], g->v_strides[nb + 1],
+                       j->out + s * g->L * g->Ev * es, g->Ev, false);
     }
 }
 
@@ -200,8 +194,8 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         const char *dout = j->dout + s * g->L * g->Ev * es;
         probabilities(j, P, q, k, j->lse + s * g->L * es, NULL);
         /* dV = Pᵀ dO,  dP = dO Vᵀ */
-        gemm1(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, g->Ev, 1, j->dv + s * g->S * g->Ev * es, g->Ev);
-        gemm1(j->dtype, g->L, g->S, g->Ev, dout, g->Ev, 1, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S);
+        nd_cpu_gemm_2d(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, g->Ev, 1, j->dv + s * g->S * g->Ev * es, g->Ev, false);
+        nd_cpu_gemm_2d(j->dtype, g->L, g->S, g->Ev, dout, g->Ev, 1, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S, false);
         for (int64_t i = 0; i < g->L; i++) {
             int64_t n = visible(g, i);
             if (j->dtype == ND_FLOAT32)
@@ -210,10 +204,10 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
                 score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, g->S, g->scale);
         }
         /* dQ = dS K,  dK = dSᵀ Q */
-        gemm1(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1],
-              j->dq + s * g->L * g->E * es, g->E);
-        gemm1(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1],
-              j->dk + s * g->S * g->E * es, g->E);
+        nd_cpu_gemm_2d(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1],
+                       j->dq + s * g->L * g->E * es, g->E, false);
+        nd_cpu_gemm_2d(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1],
+                       j->dk + s * g->S * g->E * es, g->E, false);
     }
 }
 

@@ -513,12 +513,6 @@ typedef struct conv2d_job {
     bool failed;
 } conv2d_job;
 
-static void gemm2(nd_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac, const void *b,
-                  int64_t br, int64_t bc, void *c, int64_t cr, bool accumulate)
-{
-    const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
-    nd_cpu_gemm(dt, 1, m, n, k, a, as, b, bs, c, cs, accumulate);
-}
 
 static void image_columns(const conv2d_job *j, int64_t image, void *cols)
 {
@@ -555,7 +549,7 @@ static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk
                     row[l] = b;
             }
         }
-        gemm2(j->dtype, O, L, K, j->w, K, 1, cols, L, 1, y, L, j->bias != NULL);
+        nd_cpu_gemm_2d(j->dtype, O, L, K, j->w, K, 1, cols, L, 1, y, L, j->bias != NULL);
     }
 }
 
@@ -576,10 +570,10 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
             const char *dy = j->dy + n * O * L * es;
             if (j->partials) { /* dW_c (+)= dy_n colsᵀ */
                 image_columns(j, n, cols);
-                gemm2(j->dtype, O, K, L, dy, L, 1, cols, 1, L, j->partials + c * O * K * es, K, n != c * CONV_CHUNK);
+                nd_cpu_gemm_2d(j->dtype, O, K, L, dy, L, 1, cols, 1, L, j->partials + c * O * K * es, K, n != c * CONV_CHUNK);
             }
             if (j->dx) { /* dx_n = col2im(wᵀ dy_n) */
-                gemm2(j->dtype, K, L, O, j->w, 1, K, dy, L, 1, dcols, L, false);
+                nd_cpu_gemm_2d(j->dtype, K, L, O, j->w, 1, K, dy, L, 1, dcols, L, false);
                 char *dx = j->dx + n * j->one.c * j->one.h * j->one.w * es;
                 if (j->dtype == ND_FLOAT32)
                     col2im_f32(&j->one, (const float *)dcols, (float *)dx, 0, j->one.c);

@@ -19,6 +19,14 @@ void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const vo
 void nd_cpu_layer_norm_backward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *g,
                                 const void *mean, const void *rstd, void *dx, void *dw, void *db);
 
+/* One row-major-C product with element strides: C (+)= A @ B, A m x k, B k x n, C row stride cr. */
+static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac,
+                                  const void *b, int64_t br, int64_t bc, void *c, int64_t cr, bool accumulate)
+{
+    const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
+    nd_cpu_gemm(dtype, 1, m, n, k, a, as, b, bs, c, cs, accumulate);
+}
+
 bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                               const void *v, void *out, void *lse);
 bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
