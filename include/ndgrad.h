@@ -104,8 +104,9 @@ nd_status nd_scope_end(void);
 nd_tensor *nd_keep(nd_tensor *t);
 /* Drop one caller-owned reference; the tensor is freed when nothing refers to it. NULL is ignored. */
 void nd_release(nd_tensor *t);
-/* Return the calling thread's recycled memory blocks to the system (ndgrad keeps freed tensor
- * memory for reuse, so steady-state training allocates nothing; threads return it at exit). */
+/* Return the calling thread's recycled memory blocks and kernel scratch buffers to the system
+ * (ndgrad keeps them for reuse, so steady-state training allocates nothing; threads return them
+ * at exit). */
 void nd_release_cached_memory(void);
 /* Live object counts of the whole process, for leak tests. */
 int64_t nd_live_tensors(void);

@@ -171,6 +171,16 @@ TEST(cached_memory_can_be_released)
     nd_scope_end();
     /* After a release the next tensor needs fresh memory again. */
     CHECK(!COUNTING || __atomic_load_n(&allocations, __ATOMIC_RELAXED) - before >= 1);
+    /* Kernel scratch goes too (attention's score rows here), and grows back when needed. */
+    nd_scope_begin();
+    nd_tensor *q = nd_randn(ND_FLOAT32, ND_SHAPE(2, 3, 40, 8));
+    nd_tensor *first = nd_scaled_dot_product_attention(q, q, q, NULL, 0.0, true, 0.0);
+    nd_release_cached_memory();
+    before = __atomic_load_n(&allocations, __ATOMIC_RELAXED);
+    nd_tensor *again = nd_scaled_dot_product_attention(q, q, q, NULL, 0.0, true, 0.0);
+    CHECK(!COUNTING || __atomic_load_n(&allocations, __ATOMIC_RELAXED) - before >= 2);
+    CHECK(first && again && nd_item(nd_max(nd_abs(nd_sub(first, again)))) == 0);
+    nd_scope_end();
 }
 
 void run_suite(void)

@@ -1228,6 +1228,14 @@ static nd_tensor *fn_linear_unfoldable(nd_tensor *const *in, void *u)
     return nd_linear(nd_transpose(in[0], 0, 1), in[1], in[2]);
 }
 
+static nd_tensor *fn_linear_size1_layout(nd_tensor *const *in, void *u)
+{
+    (void)u;
+    /* leaf [2,1,6,4] narrowed to [2,1,3,4]: the size-1 dim's stride says nothing, the batch dim
+     * does not fold into the rows */
+    return nd_linear(nd_narrow(in[0], 2, 0, 3), in[1], NULL);
+}
+
 TEST(linear)
 {
     nd_scope_begin();
@@ -1240,6 +1248,21 @@ TEST(linear)
        leaf(ANY, ND_SHAPE(3, 2)), leaf(ANY, ND_SHAPE(1)));
     GC("linear of a 3-D input whose batch dims do not fold", fn_linear_unfoldable, NULL, leaf(ANY, ND_SHAPE(3, 2, 4)),
        leaf(ANY, ND_SHAPE(5, 4)), leaf(ANY, ND_SHAPE(5)));
+    GC("linear of a narrowed input with a size-1 dim", fn_linear_size1_layout, NULL, leaf(ANY, ND_SHAPE(2, 1, 6, 4)),
+       leaf(ANY, ND_SHAPE(5, 4)));
+    {   /* the same values as matmul, and no features at all */
+        nd_tensor *a = nd_randn(ND_FLOAT32, ND_SHAPE(2, 1, 6, 4)), *w = nd_randn(ND_FLOAT32, ND_SHAPE(5, 4));
+        nd_tensor *x = nd_narrow(a, 2, 0, 3);
+        nd_tensor *diff = nd_sub(nd_linear(x, w, NULL), nd_matmul(x, nd_t(w)));
+        CHECK(diff && nd_item(nd_max(nd_abs(diff))) < 1e-5);
+        nd_tensor *x0 = nd_randn(ND_FLOAT64, ND_SHAPE(3, 4)), *w0 = nd_zeros(ND_FLOAT64, ND_SHAPE(0, 4));
+        nd_set_requires_grad(x0, true);
+        nd_set_requires_grad(w0, true);
+        nd_tensor *y0 = nd_linear(x0, w0, NULL);
+        CHECK(y0 && nd_size(y0, 1) == 0);
+        CHECK(nd_backward(nd_sum(y0)) == ND_OK);
+        CHECK(nd_grad(x0) && nd_item(nd_sum(nd_abs(nd_grad(x0)))) == 0);
+    }
     nd_scope_end();
 }
 
@@ -1671,6 +1694,25 @@ TEST(max_pool2d)
 /* NaN, signed zeros and ties, in float32 and float64, with and without indices (two kernels),
  * on the 2x2 fast path and on an overlapping padded window; expected values from PyTorch 1.13:
  * a NaN window reports and receives the gradient at its last NaN, a tie at its first maximum. */
+/* No input channels: the output is the bias (PyTorch gives the same), the weight gradient empty. */
+TEST(conv2d_without_input_channels)
+{
+    nd_scope_begin();
+    for (int round = 0; round < 2; round++) { /* the second round reuses this thread's scratch */
+        nd_tensor *x = nd_randn(ND_FLOAT32, ND_SHAPE(2, 0, 5, 5)), *w = nd_randn(ND_FLOAT32, ND_SHAPE(3, 0, 3, 3));
+        nd_tensor *b = nd_from_f64((const double[]){1, -2, 3}, ND_SHAPE(3));
+        nd_tensor *conv = nd_conv2d(nd_randn(ND_FLOAT32, ND_SHAPE(2, 2, 5, 5)), nd_randn(ND_FLOAT32, ND_SHAPE(3, 2, 3, 3)),
+                                    NULL, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, 1);
+        CHECK(conv != NULL);
+        nd_tensor *y = nd_conv2d(x, w, nd_to(b, ND_FLOAT32), (const int64_t[]){1, 1}, (const int64_t[]){1, 1},
+                                 (const int64_t[]){1, 1}, 1);
+        CHECK(y && nd_size(y, 1) == 3 && nd_item(nd_sum(y)) == 2 * 25 * (1 - 2 + 3));
+        nd_tensor *y0 = nd_conv2d(x, w, NULL, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, 1);
+        CHECK(y0 && nd_item(nd_sum(nd_abs(y0))) == 0);
+    }
+    nd_scope_end();
+}
+
 TEST(max_pool2d_nan_zero_and_ties)
 {
     const double n = NAN;
@@ -2426,6 +2468,7 @@ void run_suite(void)
     RUN(conv2d);
     RUN(max_pool2d);
     RUN(max_pool2d_nan_zero_and_ties);
+    RUN(conv2d_without_input_channels);
     RUN(avg_pool2d);
     RUN(adaptive_avg_pool2d);
     RUN(scaled_dot_product_attention);

@@ -112,11 +112,11 @@ typedef struct nd_backend {
     void (*col2im)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *cols, void *x);
     /* Max pooling of dense planes: out [planes, oh, ow] and, unless indices is NULL, the int64
      * flat index (h*W + w) of the first maximum in each window (NaN counts as maximal); padding
-     * never wins. The backward sends dy to each window's first maximum, found again from x and
-     * out, into dense dx (every element written). */
+     * never wins. The backward sends dy to each window's first maximum (last NaN), found again
+     * from x, into dense dx (every element written). */
     void (*max_pool2d)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
-    void (*max_pool2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, const void *out,
-                                const void *dy, void *dx);
+    void (*max_pool2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, const void *dy,
+                                void *dx);
     /* conv2d with one group over dense NCHW x and dense w [O, C, kh, kw]: y [N, O, oh, ow] =
      * w ⋆ x (+ bias [O]). The backward writes dx and dw (either may be NULL) from dense dy.
      * False when scratch memory runs out. */
@@ -153,6 +153,8 @@ typedef struct nd_backend {
                               const void *v, void *out, void *lse);
     bool (*attention_backward)(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                                const void *v, const void *lse, const void *dout, void *dq, void *dk, void *dv);
+    /* Frees the calling thread's kernel scratch buffers (they grow again when next needed). */
+    void (*release_scratch)(void);
 } nd_backend;
 
 const nd_backend *nd_backend_get(void);

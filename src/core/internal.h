@@ -15,6 +15,7 @@ typedef struct nd_storage {
     atomic_int refcount;
     /* Bumped by every in-place write, so backward can refuse to use a modified saved tensor. */
     atomic_uint_fast64_t version;
+    bool inline_data; /* data lives in the storage's own block (small tensors; see tensor.c) */
 } nd_storage;
 
 typedef struct nd_node nd_node;

@@ -1,6 +1,7 @@
 /* Tensors and storages: allocation, reference counts, scopes, geometry helpers, element access. */
 #include "autograd/node.h"
 #include "ops/common.h"
+#include "backend/backend.h"
 #include "core/internal.h"
 
 #include <math.h>
@@ -89,8 +90,6 @@ bool nd_dims_mask(const char *op, int ndim, int ndims, const int64_t *dims, bool
  * memory it wastes, are those of the data alone. */
 enum { INLINE_HEADER = 64, INLINE_MAX = 1024 };
 
-static bool data_inline(const nd_storage *s) { return (const char *)s->data == (const char *)s + INLINE_HEADER; }
-
 _Static_assert(sizeof(nd_storage) <= 64, "the storage header must fit before inline data");
 static nd_storage *storage_new(size_t nbytes, bool zero)
 {
@@ -99,6 +98,7 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
         if (!s)
             return NULL;
         s->data = (char *)s + INLINE_HEADER;
+        s->inline_data = true;
         if (zero)
             memset(s->data, 0, nbytes);
         s->nbytes = nbytes;
@@ -115,6 +115,7 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
         nd_mem_free(s, sizeof *s);
         return NULL;
     }
+    s->inline_data = false;
     s->nbytes = nbytes;
     atomic_init(&s->refcount, 1);
     atomic_init(&s->version, 0);
@@ -125,7 +126,7 @@ static nd_storage *storage_new(size_t nbytes, bool zero)
 static void storage_unref(nd_storage *s)
 {
     if (s && nd_drop_ref(&s->refcount)) {
-        if (data_inline(s)) {
+        if (s->inline_data) {
             nd_mem_free(s, INLINE_HEADER + (s->nbytes ? s->nbytes : 1));
         } else {
             nd_mem_free(s->data, s->nbytes);
@@ -346,6 +347,7 @@ void nd_scratch_release(void)
 void nd_release_cached_memory(void)
 {
     nd_mem_trim();
+    nd_backend_get()->release_scratch();
 }
 
 nd_tensor *nd_register(nd_tensor *t)

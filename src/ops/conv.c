@@ -290,13 +290,7 @@ nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     }
     nd_node *node = NULL;
     out = nd_finish(out, ND_OP_MAX_POOL2D, 1, &x, &node);
-    if (node) {
-        save_geometry(node, &g);
-        if (!nd_node_save(node, 0, out)) {
-            nd_unref(idx);
-            return NULL;
-        }
-    }
+    save_geometry(node, &g);
     if (out && indices)
         *indices = nd_register(idx);
     else
@@ -304,33 +298,31 @@ nd_tensor *nd_max_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     return out;
 }
 
-/* The gradient goes to each window's first maximum. Without a recorded backward the backend
- * finds it again from x and the saved output; under create_graph the argmax indices are
- * recomputed and the gradient scattered with scatter_add, which is differentiable. */
+/* The gradient goes to each window's first maximum (its last NaN). Without a recorded backward the
+ * backend finds it again from x; under create_graph the argmax indices are recomputed and the
+ * gradient scattered with scatter_add, which is differentiable. Nothing but x is kept. */
 nd_status nd_bw_max_pool2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
 {
-    nd_tensor *x = node->inputs[0], *out = node->saved[0];
+    nd_tensor *x = node->inputs[0];
     nd_conv_geometry g = load_geometry(node);
+    int64_t out_shape[4] = {g.n, g.c, g.oh, g.ow};
     nd_tensor *xd = nd_dense(x);
     if (!xd)
         return nd_last_status();
     if (!nd_is_grad_enabled()) {
-        nd_tensor *od = nd_dense(out), *gd = nd_dense(grad);
-        nd_tensor *dx = od && gd ? nd_register(nd_alloc(x->dtype, 4, x->shape, nd_numel(grad) == 0)) : NULL;
+        nd_tensor *gd = nd_dense(grad);
+        nd_tensor *dx = gd ? nd_register(nd_alloc(x->dtype, 4, x->shape, nd_numel(grad) == 0)) : NULL;
         if (dx && nd_numel(grad) > 0)
-            nd_backend_get()->max_pool2d_backward(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(od), nd_data_ptr(gd),
-                                                  nd_data_ptr(dx));
-        if (od != out)
-            nd_unref(od);
-        if (gd != grad)
+            nd_backend_get()->max_pool2d_backward(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(gd), nd_data_ptr(dx));
+        if (gd && gd != grad)
             nd_unref(gd);
         if (xd != x)
             nd_unref(xd);
         gi[0] = dx;
         return dx ? ND_OK : nd_last_status();
     }
-    nd_tensor *vals = nd_alloc(x->dtype, 4, out->shape, false);
-    nd_tensor *idx = vals ? nd_alloc(ND_INT64, 4, out->shape, false) : NULL;
+    nd_tensor *vals = nd_alloc(x->dtype, 4, out_shape, false);
+    nd_tensor *idx = vals ? nd_alloc(ND_INT64, 4, out_shape, false) : NULL;
     if (idx)
         nd_backend_get()->max_pool2d(x->dtype, &g, nd_data_ptr(xd), nd_data_ptr(vals), nd_data_ptr(idx));
     nd_unref(vals);

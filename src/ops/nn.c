@@ -86,11 +86,20 @@ static bool linear_rows(const nd_tensor *x, int64_t *rows, int64_t *row_stride, 
         *row_stride = 0;
         return true;
     }
-    /* the leading dims must fold into one row index with one stride */
-    *row_stride = x->strides[x->ndim - 2];
-    for (int i = x->ndim - 3; i >= 0; i--)
-        if (x->shape[i] != 1 && x->strides[i] != x->strides[i + 1] * x->shape[i + 1])
+    /* The leading dims must fold into one row index with one stride. Size-1 dims say nothing
+     * about the layout (their stride is arbitrary), so they are skipped, as nd_is_contiguous does. */
+    *row_stride = 0;
+    int64_t expect = 0;
+    bool first = true;
+    for (int i = x->ndim - 2; i >= 0; i--) {
+        if (x->shape[i] == 1)
+            continue;
+        if (first)
+            *row_stride = x->strides[i], first = false;
+        else if (x->strides[i] != expect)
             return false;
+        expect = x->strides[i] * x->shape[i];
+    }
     return true;
 }
 
@@ -116,8 +125,10 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
     }
     int64_t rows, xr, xc, out_f = weight->shape[0], in_f = weight->shape[1];
     nd_tensor *xd = linear_rows(x, &rows, &xr, &xc) ? x : nd_k_copy(x, x->dtype);
-    if (xd != x && !linear_rows(xd, &rows, &xr, &xc))
+    if (!xd)
         return NULL;
+    if (xd != x)
+        linear_rows(xd, &rows, &xr, &xc); /* a dense copy always folds */
     int64_t shape[ND_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = out_f;
@@ -150,8 +161,9 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
 nd_status nd_bw_linear(nd_node *node, nd_tensor *g, nd_tensor **gi)
 {
     nd_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
-    int64_t out_f = w->shape[0], in_f = w->shape[1];
-    int64_t rows = out_f ? nd_numel(g) / out_f : 0;
+    int64_t out_f = w->shape[0], in_f = w->shape[1], rows = 1;
+    for (int i = 0; i < x->ndim - 1; i++) /* from x: g has no elements to count when out_f is 0 */
+        rows *= x->shape[i];
     nd_tensor *g2 = nd_reshape(g, ND_SHAPE(rows, out_f));
     nd_tensor *x2 = w->requires_grad ? nd_reshape(x, ND_SHAPE(rows, in_f)) : NULL;
     if (!g2 || (w->requires_grad && !x2))
@@ -545,8 +557,8 @@ nd_status nd_bw_cross_entropy(nd_node *node, nd_tensor *g, nd_tensor **gi)
     /* Recording a graph of the backward: (softmax(x) - one_hot) kept rows, times g s. */
     nd_tensor *hot = nd_register(nd_alloc(x->dtype, 2, x->shape, true));
     nd_tensor *keep = nd_register(nd_alloc(x->dtype, 2, (const int64_t[]){rows, 1}, true));
-    nd_tensor *td = nd_dense(target);
-    if (!hot || !keep || !td)
+    nd_tensor *td = hot && keep ? nd_dense(target) : NULL;
+    if (!td)
         return nd_last_status();
     const int64_t *t = nd_data_ptr(td);
     for (int64_t r = 0; r < rows; r++)
@@ -731,8 +743,11 @@ nd_status nd_bw_attention(nd_node *node, nd_tensor *g, nd_tensor **gi)
         shape[nd - 1] = geo.Ev;
         dv = nd_register(nd_alloc(q->dtype, nd, shape, false));
         nd_tensor *gc = nd_dense(g);
-        if (!dq || !dk || !dv || !gc)
+        if (!dq || !dk || !dv || !gc) {
+            if (gc && gc != g)
+                nd_unref(gc);
             return nd_last_status();
+        }
         bool ok = nd_backend_get()->attention_backward(q->dtype, &geo, nd_data_ptr(q), nd_data_ptr(k), nd_data_ptr(v),
                                                        nd_data_ptr(node->saved[0]), nd_data_ptr(gc), nd_data_ptr(dq),
                                                        nd_data_ptr(dk), nd_data_ptr(dv));

@@ -12,6 +12,7 @@
 #include "core/internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------ row kernels */
@@ -111,7 +112,7 @@ typedef struct attention_job {
     const nd_attention_geometry *g;
     const char *q, *k, *v, *dout, *lse;
     char *out, *out_lse, *dq, *dk, *dv;
-    bool failed;
+    atomic_bool failed; /* set by any worker whose scratch memory runs out */
 } attention_job;
 
 /* Element offsets of slice s in q, k and v (batch dims may be strided, even broadcast). */
@@ -162,7 +163,7 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch;
     void *P = nd_thread_scratch(0, (size_t)(g->L * g->S * es));
     if (!P) {
-        j->failed = true;
+        atomic_store(&j->failed, true);
         return;
     }
     for (int64_t s = begin; s < end; s++) {
@@ -183,7 +184,7 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S;
     char *P = nd_thread_scratch(0, (size_t)(2 * LS * es));
     if (!P) {
-        j->failed = true;
+        atomic_store(&j->failed, true);
         return;
     }
     char *dP = P + LS * es;
@@ -224,7 +225,7 @@ bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, co
 {
     attention_job j = {dtype, g, q, k, v, NULL, NULL, out, lse, NULL, NULL, NULL, false};
     nd_parallel_for(slices(g), 1, forward_slices, &j);
-    return !j.failed;
+    return !atomic_load(&j.failed);
 }
 
 bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
@@ -232,5 +233,5 @@ bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, c
 {
     attention_job j = {dtype, g, q, k, v, dout, lse, NULL, NULL, dq, dk, dv, false};
     nd_parallel_for(slices(g), 1, backward_slices, &j);
-    return !j.failed;
+    return !atomic_load(&j.failed);
 }

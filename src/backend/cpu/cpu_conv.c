@@ -6,6 +6,7 @@
 #include "backend/cpu/threads.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* The output columns [lo, hi) whose kernel column j lands inside the input row (the rest meet
@@ -261,8 +262,8 @@ __attribute__((target("avx512f"))) static void pair_max_row_avx512(const float *
 }
 
 /* dy of each window to its first maximum (or last NaN); writes all four places of every window. */
-__attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const float *r0, const float *r1, const float *out,
-                                                                       const float *dy, float *d0, float *d1, int64_t ow)
+__attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const float *r0, const float *r1, const float *dy,
+                                                                       float *d0, float *d1, int64_t ow)
 {
     const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -272,7 +273,7 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
         __m512 a, b, c, d;
         split_pairs(r0 + 2 * ox, 2 * n, &a, &b);
         split_pairs(r1 + 2 * ox, 2 * n, &c, &d);
-        __m512 m = _mm512_maskz_loadu_ps(lanes, out + ox), g = _mm512_maskz_loadu_ps(lanes, dy + ox);
+        __m512 m = max_step(max_step(max_step(a, b), c), d), g = _mm512_maskz_loadu_ps(lanes, dy + ox);
         __mmask16 nan = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
         __mmask16 nb = _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
         __mmask16 nc = _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), nd = _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q);
@@ -300,7 +301,7 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
 #else
 #define POOL_ROWS_AVX512(T) 0
 #define pair_max_row_avx512(r0, r1, o, ow) ((void)0)
-#define pair_max_grad_row_avx512(r0, r1, out, dy, d0, d1, ow) ((void)0)
+#define pair_max_grad_row_avx512(r0, r1, dy, d0, d1, ow) ((void)0)
 #endif
 
 /* Window maxima without indices (the backward finds each window's first maximum again from the
@@ -352,11 +353,12 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
         }                                                                                           \
     }
 
-/* dx: each window's gradient goes to its first maximum (the first element equal to the window's
- * output, or the last NaN when the output is NaN, as PyTorch), planes in parallel, windows in order. */
+/* dx: each window's gradient goes to its first maximum (or its last NaN, as PyTorch), found again
+ * from x, so nothing but the input is kept for the backward (and an in-place change to the
+ * pooled output does not matter, as in PyTorch); planes in parallel, windows in order. */
 #define MAXPOOL_BACKWARD_IMPL(NAME, T)                                                              \
-    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, const T *out, const T *dy, T *dx, int64_t p_begin, \
-                     int64_t p_end)                                                                 \
+    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, const T *dy, T *dx, int64_t p_begin,   \
+                                   int64_t p_end)                                                   \
     {                                                                                               \
         bool pair = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&  \
                     g->dh == 1 && g->dw == 1;                                                       \
@@ -369,17 +371,19 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
                 for (int64_t oy = 0; oy < g->oh; oy++) {                                            \
                     const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
                     T *d0 = d + 2 * oy * g->w, *d1 = d0 + g->w;                                     \
-                    const T *mo = out + (p * g->oh + oy) * g->ow, *go = dy + (p * g->oh + oy) * g->ow; \
+                    const T *go = dy + (p * g->oh + oy) * g->ow;                                    \
                     if (POOL_ROWS_AVX512(T)) {                                                      \
-                        pair_max_grad_row_avx512((const float *)r0, (const float *)r1, (const float *)mo, \
-                                                 (const float *)go, (float *)d0, (float *)d1, g->ow); \
+                        pair_max_grad_row_avx512((const float *)r0, (const float *)r1, (const float *)go, \
+                                                 (float *)d0, (float *)d1, g->ow);                  \
                         continue;                                                                   \
                     }                                                                               \
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
-                        T m = mo[ox], gv = go[ox];                                                  \
+                        T gv = go[ox], a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox];         \
+                        T e = r1[2 * ox + 1], m = a;                                                \
+                        m = pick_##T((b > m) | (b != b), b, m);                                     \
+                        m = pick_##T((c > m) | (c != c), c, m);                                     \
+                        m = pick_##T((e > m) | (e != e), e, m);                                     \
                         bool nan = m != m;                                                          \
-                        T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox];                       \
-                        T e = r1[2 * ox + 1];                                                       \
                         /* a NaN output came from the last NaN, a number from its first maximum */  \
                         bool td = nan ? e != e : 0, tc = (!td) & (nan ? c != c : 0);                \
                         bool tb = (!td) & (!tc) & (nan ? b != b : 0);                               \
@@ -397,22 +401,17 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
             }                                                                                       \
             for (int64_t oy = 0; oy < g->oh; oy++)                                                  \
                 for (int64_t ox = 0; ox < g->ow; ox++) {                                            \
-                    int64_t o = (p * g->oh + oy) * g->ow + ox;                                      \
-                    T m = out[o];                                                                   \
-                    bool nan = m != m;                                                              \
-                    int64_t at = -1;                                                                \
-                    for (int64_t i = 0; i < g->kh && (nan || at < 0); i++) {                        \
+                    int64_t o = (p * g->oh + oy) * g->ow + ox, at = -1;                             \
+                    T best = 0;                                                                     \
+                    for (int64_t i = 0; i < g->kh; i++) {                                           \
                         int64_t y = oy * g->sh - g->ph + i * g->dh;                                 \
                         for (int64_t j = 0; y >= 0 && y < g->h && j < g->kw; j++) {                 \
                             int64_t xx = ox * g->sw - g->pw + j * g->dw;                            \
                             if (xx < 0 || xx >= g->w)                                               \
                                 continue;                                                           \
                             T v = plane[y * g->w + xx];                                             \
-                            if (nan ? v != v : v == m) { /* the last NaN, or the first maximum */   \
-                                at = y * g->w + xx;                                                 \
-                                if (!nan)                                                           \
-                                    break;                                                          \
-                            }                                                                       \
+                            if (at < 0 || v > best || v != v) /* the first maximum, or the last NaN */ \
+                                best = v, at = y * g->w + xx;                                       \
                         }                                                                           \
                     }                                                                               \
                     if (at >= 0)                                                                    \
@@ -429,7 +428,7 @@ MAXPOOL_BACKWARD_IMPL(maxpool_backward_f64, double)
 typedef struct pool_backward_job {
     nd_dtype dtype;
     const nd_conv_geometry *g;
-    const void *x, *out, *dy;
+    const void *x, *dy;
     void *dx;
 } pool_backward_job;
 
@@ -438,9 +437,9 @@ static void maxpool_backward_part(void *ctx, int64_t b, int64_t e, int chunk)
     (void)chunk;
     const pool_backward_job *j = ctx;
     if (j->dtype == ND_FLOAT32)
-        maxpool_backward_f32(j->g, j->x, j->out, j->dy, j->dx, b, e);
+        maxpool_backward_f32(j->g, j->x, j->dy, j->dx, b, e);
     else
-        maxpool_backward_f64(j->g, j->x, j->out, j->dy, j->dx, b, e);
+        maxpool_backward_f64(j->g, j->x, j->dy, j->dx, b, e);
 }
 
 static void maxpool_part(void *ctx, int64_t b, int64_t e, int chunk)
@@ -488,10 +487,9 @@ void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x,
     nd_parallel_for(planes, min_items(planes, g->kh * g->kw * g->oh * g->ow), maxpool_part, &j);
 }
 
-void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *out,
-                                const void *dy, void *dx)
+void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *dy, void *dx)
 {
-    pool_backward_job j = {dtype, g, x, out, dy, dx};
+    pool_backward_job j = {dtype, g, x, dy, dx};
     int64_t planes = g->n * g->c;
     nd_parallel_for(planes, min_items(planes, g->kh * g->kw * g->oh * g->ow), maxpool_backward_part, &j);
 }
@@ -510,7 +508,7 @@ typedef struct conv2d_job {
     int64_t images, out_channels;
     const char *x, *w, *bias, *dy;
     char *y, *dx, *partials;
-    bool failed;
+    atomic_bool failed; /* set by any worker whose scratch memory runs out */
 } conv2d_job;
 
 
@@ -532,7 +530,7 @@ static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8;
     void *cols = nd_thread_scratch(1, (size_t)(K * L * es));
     if (!cols) {
-        j->failed = true;
+        atomic_store(&j->failed, true);
         return;
     }
     for (int64_t n = begin; n < end; n++) {
@@ -561,7 +559,7 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, N = j->images;
     char *cols = nd_thread_scratch(1, (size_t)(2 * K * L * es));
     if (!cols) {
-        j->failed = true;
+        atomic_store(&j->failed, true);
         return;
     }
     char *dcols = cols + K * L * es;
@@ -590,7 +588,7 @@ bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t ou
     conv2d_job j = {dtype, *g, g->n, out_channels, x, w, bias, NULL, y, NULL, NULL, false};
     j.one.n = 1;
     nd_parallel_for(g->n, 1, conv_forward_images, &j);
-    return !j.failed;
+    return !atomic_load(&j.failed);
 }
 
 bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
@@ -603,7 +601,7 @@ bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t o
     if (dw && chunks > 0 && !(j.partials = nd_thread_scratch(2, (size_t)(chunks * O * K * es))))
         return false;
     nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
-    if (j.failed)
+    if (atomic_load(&j.failed))
         return false;
     for (int64_t e = 0; dw && e < O * K; e++) {
         if (dtype == ND_FLOAT32) {

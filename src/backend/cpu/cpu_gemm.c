@@ -226,6 +226,12 @@ static void free_scratch(void *unused)
 
 static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
+void nd_cpu_release_scratch(void)
+{
+    free_scratch(NULL);
+    nd_thread_scratch_release();
+}
+
 static void *scratch_get(scratch *s, size_t need)
 {
     if (s->size < need) {
@@ -256,7 +262,6 @@ static void *scratch_get(scratch *s, size_t need)
         T *bpack;                                                                                      \
         int mr, nr;                                                                                    \
         void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool);                             \
-        bool failed;                                                                                   \
         bool accumulate; /* add to C instead of overwriting it */                                     \
     } job_##SUFFIX;                                                                                    \
                                                                                                        \
@@ -292,8 +297,17 @@ static void *scratch_get(scratch *s, size_t need)
         const int mr = j->mr, nr = j->nr;                                                              \
         const int64_t panels_per_block = MC_ROWS / mr;                                                 \
         T *apack = scratch_get(&scratch_a, (size_t)(panels_per_block * mr * j->kc) * sizeof(T));      \
-        if (!apack) {                                                                                  \
-            j->failed = true;                                                                          \
+        if (!apack) { /* no packing buffer: these rows of this block, slowly but exactly once, so    \
+                       * rows other threads have already added to are never added twice */      \
+            int64_t r1 = end * mr < j->m ? end * mr : j->m;                                            \
+            for (int64_t i = begin * mr; i < r1; i++)                                                  \
+                for (int64_t q = j->jc; q < j->jc + j->nc; q++) {                                      \
+                    T sum = 0;                                                                         \
+                    for (int64_t p = j->pc; p < j->pc + j->kc; p++)                                    \
+                        sum += j->a[i * j->ar + p * j->ac] * j->b[p * j->br + q * j->bc];              \
+                    T *dst = j->c + i * j->cr + q * j->cc;                                             \
+                    *dst = j->pc > 0 || j->accumulate ? *dst + sum : sum;                              \
+                }                                                                                      \
             return;                                                                                    \
         }                                                                                              \
         T tile[MAX_MR * MAX_NR];                                                                       \
@@ -340,12 +354,18 @@ static void *scratch_get(scratch *s, size_t need)
                               bool accumulate)                                                         \
     {                                                                                                  \
         const gemm_arch *ar_ = arch();                                                                 \
+        if (k == 0) { /* an empty sum: zeros, or C unchanged when accumulating */                      \
+            for (int64_t i = 0; !accumulate && i < m; i++)                                             \
+                for (int64_t q = 0; q < n; q++)                                                        \
+                    c[i * cr + q * cc] = 0;                                                            \
+            return true;                                                                               \
+        }                                                                                              \
         /* Fewer columns than a micro-tile is wide, more rows: compute Cᵀ = Bᵀ Aᵀ instead, so the    \
          * tiles are filled (a convolution's weight gradient with 9 columns runs 2-3x faster). */  \
         if (n < ar_->NR_FIELD && m > n)                                                                \
             return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate);               \
         job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, ar_->MR_FIELD,   \
-                          ar_->NR_FIELD, ar_->KERNEL_FIELD, false, accumulate};                        \
+                          ar_->NR_FIELD, ar_->KERNEL_FIELD, accumulate};                        \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
@@ -355,12 +375,10 @@ static void *scratch_get(scratch *s, size_t need)
             for (j.pc = 0; j.pc < k; j.pc += KC) {                                                     \
                 j.kc = k - j.pc < KC ? k - j.pc : KC;                                                  \
                 j.bpack = scratch_get(&scratch_b, (size_t)(col_panels * j.nr * j.kc) * sizeof(T));     \
-                if (!j.bpack)                                                                          \
+                if (!j.bpack) /* only the first block can fail (it needs the most): C is untouched */  \
                     return false;                                                                      \
                 nd_parallel_for(col_panels, 8, pack_b_##SUFFIX, &j);                                   \
                 nd_parallel_for(row_panels, min_panels, compute_##SUFFIX, &j);                         \
-                if (j.failed)                                                                          \
-                    return false;                                                                      \
             }                                                                                          \
         }                                                                                              \
         return true;                                                                                   \
@@ -423,7 +441,10 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
     for (int64_t p = 0; p < batch; p++) {
 #ifdef ND_USE_OPENBLAS
         size_t es = dtype == ND_FLOAT32 ? 4 : 8;
-        if (blas_gemm(dtype, m, n, k, (const char *)a + p * as[0] * (int64_t)es, as, (const char *)b + p * bs[0] * (int64_t)es,
+        /* not from a pool worker: OpenBLAS's thread setting is process-wide and its own threads
+         * would oversubscribe the cores */
+        if (!nd_parallel_inside() &&
+            blas_gemm(dtype, m, n, k, (const char *)a + p * as[0] * (int64_t)es, as, (const char *)b + p * bs[0] * (int64_t)es,
                       bs, (char *)c + p * cs[0] * (int64_t)es, cs, accumulate))
             continue;
 #endif

@@ -11,8 +11,7 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
 void nd_cpu_im2col(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *cols);
 void nd_cpu_col2im(nd_dtype dtype, const nd_conv_geometry *g, const void *cols, void *x);
 void nd_cpu_max_pool2d(nd_dtype dtype, const nd_conv_geometry *g, const void *x, void *out, int64_t *indices);
-void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *out,
-                                const void *dy, void *dx);
+void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const void *x, const void *dy, void *dx);
 
 void nd_cpu_layer_norm_forward(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,
                                double eps, void *y, void *mean, void *rstd);
@@ -26,6 +25,9 @@ static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t 
     const int64_t as[3] = {0, ar, ac}, bs[3] = {0, br, bc}, cs[3] = {0, cr, 1};
     nd_cpu_gemm(dtype, 1, m, n, k, a, as, b, bs, c, cs, accumulate);
 }
+
+/* Frees the calling thread's kernel scratch: GEMM packing buffers and per-thread slots. */
+void nd_cpu_release_scratch(void);
 
 bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                               const void *v, void *out, void *lse);

@@ -272,6 +272,8 @@ static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scrat
 
 void *nd_thread_scratch(int slot, size_t bytes)
 {
+    if (bytes == 0)
+        bytes = 1; /* a valid pointer even for empty work */
     if (scratch[slot].size < bytes) {
         pthread_once(&scratch_once, make_scratch_key);
         pthread_setspecific(scratch_key, &scratch_key); /* any non-NULL value arms the destructor */
@@ -284,3 +286,7 @@ void *nd_thread_scratch(int slot, size_t bytes)
     }
     return scratch[slot].ptr;
 }
+
+void nd_thread_scratch_release(void) { free_scratch(NULL); }
+
+bool nd_parallel_inside(void) { return inside_region; }

@@ -22,5 +22,10 @@ void nd_fp_mode_restore(unsigned saved);
 enum { ND_SCRATCH_SLOTS = 4 };
 #include <stddef.h>
 void *nd_thread_scratch(int slot, size_t bytes);
+/* Frees the calling thread's scratch buffers (they grow again on demand). */
+void nd_thread_scratch_release(void);
+/* True on a thread running a chunk of a parallel region (nested regions run inline). */
+#include <stdbool.h>
+bool nd_parallel_inside(void);
 
 #endif
