@@ -414,6 +414,9 @@ nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
  * Results do not depend on the thread count. */
 nd_status nd_set_num_threads(int n);
 int nd_get_num_threads(void);
+/* The GEMM micro-kernel this process uses: "avx512", "avx2" or "generic" (chosen from the CPU at
+ * first use; the environment variable NDGRAD_GEMM=avx2|generic forces a slower one). */
+const char *nd_gemm_kernel(void);
 
 /* ---------------------------------------------------------------- neural networks ------- */
 

@@ -22,6 +22,16 @@ for src in tests/test_*.c; do
     echo "$name: $line"
     passed=$((passed + p)); failed=$((failed + f))
 done
+# Every GEMM micro-kernel this CPU can run, not only the one it picks.
+for kernel in avx2 generic; do
+    out=$(NDGRAD_GEMM=$kernel "$build/tests/test_gemm" 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$line" ] || [ $rc -ne 0 ]; then
+        printf '%s\n' "$out"; echo "FAILED: test_gemm with NDGRAD_GEMM=$kernel"; failed=$((failed + 1)); continue
+    fi
+    echo "test_gemm (NDGRAD_GEMM=$kernel): $line"
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/'); passed=$((passed + p))
+done
 # The PyTorch comparisons (Debian's python3-torch through /usr/bin/python3): each prints a last
 # line "<label>: N cases, M failed", or "<label>: skipped ..." when PyTorch is missing.
 run_python_suite() {

@@ -153,6 +153,8 @@ typedef struct nd_backend {
                               const void *v, void *out, void *lse);
     bool (*attention_backward)(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                                const void *v, const void *lse, const void *dout, void *dq, void *dk, void *dv);
+    /* The name of the GEMM micro-kernel in use. */
+    const char *(*gemm_kernel_name)(void);
     /* Frees the calling thread's kernel scratch buffers (they grow again when next needed). */
     void (*release_scratch)(void);
 } nd_backend;

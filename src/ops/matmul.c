@@ -261,3 +261,5 @@ static nd_tensor *batched_matmul(const char *name, nd_tensor *a, nd_tensor *b, i
         shape[nd++] = m;
     return nd_reshape(o, nd, shape);
 }
+
+const char *nd_gemm_kernel(void) { return nd_backend_get()->gemm_kernel_name(); }

@@ -767,6 +767,7 @@ const nd_backend nd_cpu_backend = {
     .cross_entropy_forward = nd_cpu_cross_entropy_forward,
     .cross_entropy_backward = nd_cpu_cross_entropy_backward,
     .gemm = nd_cpu_gemm,
+    .gemm_kernel_name = nd_cpu_gemm_kernel_name,
     .release_scratch = nd_cpu_release_scratch,
     .conv2d_forward = nd_cpu_conv2d_forward,
     .conv2d_backward = nd_cpu_conv2d_backward,

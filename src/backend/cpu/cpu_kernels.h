@@ -26,6 +26,7 @@ static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t 
     nd_cpu_gemm(dtype, 1, m, n, k, a, as, b, bs, c, cs, accumulate);
 }
 
+const char *nd_cpu_gemm_kernel_name(void);
 /* Frees the calling thread's kernel scratch: GEMM packing buffers and per-thread slots. */
 void nd_cpu_release_scratch(void);
 
