@@ -415,7 +415,8 @@ nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
 nd_status nd_set_num_threads(int n);
 int nd_get_num_threads(void);
 /* The GEMM micro-kernel this process uses: "avx512", "avx2" or "generic" (chosen from the CPU at
- * first use; the environment variable NDGRAD_GEMM=avx2|generic forces a slower one). */
+ * first use; the environment variable NDGRAD_GEMM=avx2|generic forces a slower one), or
+ * "openblas" in a `make BLAS=openblas` build. */
 const char *nd_gemm_kernel(void);
 
 /* ---------------------------------------------------------------- neural networks ------- */

@@ -1691,9 +1691,6 @@ TEST(max_pool2d)
     nd_scope_end();
 }
 
-/* NaN, signed zeros and ties, in float32 and float64, with and without indices (two kernels),
- * on the 2x2 fast path and on an overlapping padded window; expected values from PyTorch 1.13:
- * a NaN window reports and receives the gradient at its last NaN, a tie at its first maximum. */
 /* No input channels: the output is the bias (PyTorch gives the same), the weight gradient empty. */
 TEST(conv2d_without_input_channels)
 {
@@ -1710,6 +1707,25 @@ TEST(conv2d_without_input_channels)
         nd_tensor *y0 = nd_conv2d(x, w, NULL, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, 1);
         CHECK(y0 && nd_item(nd_sum(nd_abs(y0))) == 0);
     }
+    nd_scope_end();
+}
+
+/* NaN, signed zeros and ties, in float32 and float64, with and without indices (two kernels),
+ * on the 2x2 fast path and on an overlapping padded window; expected values from PyTorch 1.13:
+ * a NaN window reports and receives the gradient at its last NaN, a tie at its first maximum. */
+/* The pooled output changed in place (no grad) before the backward: as in PyTorch the gradient
+ * still reaches the maxima the forward found, since the op keeps only its input. */
+TEST(max_pool2d_output_changed_in_place)
+{
+    nd_scope_begin();
+    nd_tensor *x = nd_from_f64((const double[]){1, 4, 2, 3, 0, 0, 5, 1, 7, 2, 0, 0, 1, 1, 1, 9}, ND_SHAPE(1, 1, 4, 4));
+    nd_set_requires_grad(x, true);
+    nd_tensor *y = nd_max_pool2d(x, (const int64_t[]){2, 2}, NULL, (const int64_t[]){0, 0}, NULL);
+    bool was = nd_set_grad_enabled(false);
+    CHECK(nd_fill_(y, -3.0) == ND_OK);
+    nd_set_grad_enabled(was);
+    CHECK(nd_backward(nd_sum(y)) == ND_OK);
+    CHECK_VALUES(nd_grad(x), 0, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1);
     nd_scope_end();
 }
 
@@ -2468,6 +2484,7 @@ void run_suite(void)
     RUN(conv2d);
     RUN(max_pool2d);
     RUN(max_pool2d_nan_zero_and_ties);
+    RUN(max_pool2d_output_changed_in_place);
     RUN(conv2d_without_input_channels);
     RUN(avg_pool2d);
     RUN(adaptive_avg_pool2d);

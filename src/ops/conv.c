@@ -1,6 +1,6 @@
 /* Convolution and pooling over NCHW tensors. conv2d = im2col + one batched GEMM (+ bias);
  * im2col's backward is col2im and col2im's is im2col, so conv gradients of any order follow.
- * max_pool2d records the argmax indices and sends the gradient there with scatter_add. */
+ * max_pool2d keeps only its input: the backward finds each window's maximum again. */
 #include "ops/common.h"
 
 #include <string.h>

@@ -305,7 +305,7 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
 #endif
 
 /* Window maxima without indices (the backward finds each window's first maximum again from the
- * input and this output). NaN wins, as in PyTorch. The common 2x2 stride-2 window without padding
+ * input). NaN wins, as in PyTorch. The common 2x2 stride-2 window without padding
  * has a loop the compiler vectorises. */
 #define MAXPOOL_VALUES_IMPL(NAME, T)                                                                \
     VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, T *out, int64_t p_begin, int64_t p_end) \

@@ -3,7 +3,8 @@
  * panels, and a register-blocked micro-kernel multiplies one MR x KC panel by one KC x NR panel.
  * The micro-kernel is chosen at run time (AVX-512, AVX2+FMA, or portable C), so one binary runs
  * on any x86-64. Every element of C is computed by exactly one thread with the same K blocking,
- * so results do not depend on the thread count. */
+ * so results do not depend on the thread count (unless a thread cannot get its packing buffer:
+ * its rows are then summed by a plain loop, which may differ in the last bits). */
 #include "backend/backend.h"
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
@@ -200,7 +201,11 @@ static const gemm_arch *arch(void)
     return a;
 }
 
+#ifdef ND_USE_OPENBLAS
+const char *nd_cpu_gemm_kernel_name(void) { return "openblas"; } /* for every layout it can take */
+#else
 const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
+#endif
 
 /* ------------------------------------------------------------------ scratch buffers */
 
@@ -226,11 +231,16 @@ static void free_scratch(void *unused)
 
 static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
-void nd_cpu_release_scratch(void)
+static void release_part(void *ctx, int64_t begin, int64_t end, int chunk)
 {
+    (void)ctx, (void)begin, (void)end, (void)chunk;
     free_scratch(NULL);
     nd_thread_scratch_release();
 }
+
+/* Every pool thread frees its own buffers: one chunk per thread, the caller's included (when the
+ * region cannot be split, as inside another one, the caller alone runs it). */
+void nd_cpu_release_scratch(void) { nd_parallel_for(nd_get_num_threads(), 1, release_part, NULL); }
 
 static void *scratch_get(scratch *s, size_t need)
 {

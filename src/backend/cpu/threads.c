@@ -90,6 +90,7 @@ static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg; /* worker i runs chunk i + 1; the caller runs chunk 0 */
     nd_enable_flush_denormals();
+    inside_region = true; /* a worker only ever runs region chunks: nested regions run inline */
     /* Not 0: the counter keeps counting across pool restarts, and an old region is not ours. */
     uint64_t seen = the_pool.start_generation[index];
     for (;;) {
