@@ -72,6 +72,16 @@ bool nd_node_save(nd_node *node, int slot, const nd_tensor *t)
     return true;
 }
 
+void nd_node_keep(nd_node *node, int slot, nd_tensor *t)
+{
+    if (!node) {
+        nd_unref(t);
+        return;
+    }
+    node->saved[slot] = t;
+    node->saved_versions[slot] = 0;
+}
+
 nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out)
 {
     bool failed;

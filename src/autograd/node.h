@@ -37,6 +37,10 @@ struct nd_node {
 nd_node *nd_record(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, bool *failed);
 /* Saves a detached alias of t in slot i of node (no cycle even when t is the node's output). */
 bool nd_node_save(nd_node *node, int slot, const nd_tensor *t);
+/* Hands the node a tensor the op made for its backward alone (row statistics and the like: no one
+ * else can write to it, so there is no version to check), or frees it when no node was recorded
+ * (node NULL). Takes the caller's reference either way. */
+void nd_node_keep(nd_node *node, int slot, nd_tensor *t);
 /* Creates the node of an op, or fails; returns out on success and NULL (releasing out) on failure. */
 nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out);
 

@@ -526,11 +526,8 @@ static nd_tensor *cross_entropy_fused(nd_tensor *input, nd_tensor *target, int64
     if (node) {
         node->iparams[0] = ignore_index;
         node->dparams[0] = mean ? 1.0 / (double)(counted ? counted : 1) : 1.0;
-        node->saved[0] = lse;
-        node->saved_versions[0] = 0;
-    } else {
-        nd_unref(lse);
     }
+    nd_node_keep(node, 0, lse);
     return out;
 }
 
@@ -714,11 +711,8 @@ static nd_tensor *attention_fused(const char *name, nd_tensor *q, nd_tensor *k, 
     if (node) {
         node->iparams[0] = g->causal;
         node->dparams[0] = g->scale;
-        node->saved[0] = lse;
-        node->saved_versions[0] = 0;
-    } else {
-        nd_unref(lse);
     }
+    nd_node_keep(node, 0, lse);
     return out;
 }
 

@@ -87,12 +87,9 @@ nd_tensor *nd_layer_norm(nd_tensor *x, int n, const int64_t *normalized_shape, n
     if (node) {
         node->iparams[0] = n;
         node->dparams[0] = eps;
-        node->saved[0] = mean, node->saved[1] = rstd;
-        node->saved_versions[0] = node->saved_versions[1] = 0;
-    } else {
-        nd_unref(mean);
-        nd_unref(rstd);
     }
+    nd_node_keep(node, 0, mean);
+    nd_node_keep(node, 1, rstd);
     return out;
 }
 

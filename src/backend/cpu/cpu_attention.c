@@ -161,7 +161,7 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch;
-    void *P = nd_thread_scratch(0, (size_t)(g->L * g->S * es));
+    void *P = nd_thread_scratch(ND_SCRATCH_SCORES, (size_t)(g->L * g->S * es));
     if (!P) {
         atomic_store(&j->failed, true);
         return;
@@ -182,7 +182,7 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S;
-    char *P = nd_thread_scratch(0, (size_t)(2 * LS * es));
+    char *P = nd_thread_scratch(ND_SCRATCH_SCORES, (size_t)(2 * LS * es));
     if (!P) {
         atomic_store(&j->failed, true);
         return;

@@ -173,16 +173,8 @@ static void col2im_part(void *ctx, int64_t b, int64_t e, int chunk)
         col2im_f64(j->g, j->in, j->out, b, e);
 }
 
-/* v when t, else +0, by masking the bits: a select here became an unpredictable branch. */
-static inline float keep_float(bool t, float v)
-{
-    uint32_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    bits &= (uint32_t)0 - (uint32_t)t;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-/* a when t, else b, bit for bit (signed zeros and NaN payloads included). */
+/* a when t, else b, bit for bit (signed zeros and NaN payloads included), by masking: a select
+ * on data this unpredictable became a branch. */
 static inline float pick_float(bool t, float a, float b)
 {
     uint32_t x, y, mask = (uint32_t)0 - (uint32_t)t;
@@ -192,15 +184,6 @@ static inline float pick_float(bool t, float a, float b)
     memcpy(&a, &x, sizeof a);
     return a;
 }
-static inline double keep_double(bool t, double v)
-{
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    bits &= (uint64_t)0 - (uint64_t)t;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
 static inline double pick_double(bool t, double a, double b)
 {
     uint64_t x, y, mask = (uint64_t)0 - (uint64_t)t;
@@ -296,6 +279,12 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
 }
 #endif
 
+/* The common pooling window: 2x2, stride 2, no padding or dilation (fast paths below). */
+static inline bool pool_2x2(const nd_conv_geometry *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 && g->dw == 1;
+}
+
 #ifdef HAVE_POOL_AVX512
 #define POOL_ROWS_AVX512(T) (sizeof(T) == 4 && pool_avx512())
 #else
@@ -310,8 +299,7 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
 #define MAXPOOL_VALUES_IMPL(NAME, T)                                                                \
     VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, T *out, int64_t p_begin, int64_t p_end) \
     {                                                                                               \
-        bool pair = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&  \
-                    g->dh == 1 && g->dw == 1;                                                       \
+        bool pair = pool_2x2(g);                                                                    \
         for (int64_t p = p_begin; p < p_end; p++) {                                                 \
             const T *plane = x + p * g->h * g->w;                                                   \
             T *o = out + p * g->oh * g->ow;                                                         \
@@ -360,8 +348,7 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
     VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, const T *dy, T *dx, int64_t p_begin,   \
                                    int64_t p_end)                                                   \
     {                                                                                               \
-        bool pair = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&  \
-                    g->dh == 1 && g->dw == 1;                                                       \
+        bool pair = pool_2x2(g);                                                                    \
         for (int64_t p = p_begin; p < p_end; p++) {                                                 \
             const T *plane = x + p * g->h * g->w;                                                   \
             T *d = dx + p * g->h * g->w;                                                            \
@@ -391,10 +378,10 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
                         tb |= (!nan) & (!ta) & (b == m);                                            \
                         tc |= (!nan) & (!ta) & (!tb) & (c == m);                                    \
                         td |= (!nan) & (!ta) & (!tb) & (!tc);                                       \
-                        d0[2 * ox] = keep_##T(ta, gv);                                             \
-                        d0[2 * ox + 1] = keep_##T(tb, gv);                                         \
-                        d1[2 * ox] = keep_##T(tc, gv);                                             \
-                        d1[2 * ox + 1] = keep_##T(td, gv);                                         \
+                        d0[2 * ox] = pick_##T(ta, gv, 0);                                             \
+                        d0[2 * ox + 1] = pick_##T(tb, gv, 0);                                         \
+                        d1[2 * ox] = pick_##T(tc, gv, 0);                                             \
+                        d1[2 * ox + 1] = pick_##T(td, gv, 0);                                         \
                     }                                                                               \
                 }                                                                                   \
                 continue;                                                                           \
@@ -528,7 +515,7 @@ static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk
     conv2d_job *j = ctx;
     const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8;
-    void *cols = nd_thread_scratch(1, (size_t)(K * L * es));
+    void *cols = nd_thread_scratch(ND_SCRATCH_COLUMNS, (size_t)(K * L * es));
     if (!cols) {
         atomic_store(&j->failed, true);
         return;
@@ -557,7 +544,7 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
     conv2d_job *j = ctx;
     const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, N = j->images;
-    char *cols = nd_thread_scratch(1, (size_t)(2 * K * L * es));
+    char *cols = nd_thread_scratch(ND_SCRATCH_COLUMNS, (size_t)(2 * K * L * es));
     if (!cols) {
         atomic_store(&j->failed, true);
         return;
@@ -598,7 +585,7 @@ bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t o
     const int64_t chunks = (g->n + CONV_CHUNK - 1) / CONV_CHUNK;
     conv2d_job j = {dtype, *g, g->n, out_channels, x, w, NULL, dy, NULL, dx, NULL, false};
     j.one.n = 1;
-    if (dw && chunks > 0 && !(j.partials = nd_thread_scratch(2, (size_t)(chunks * O * K * es))))
+    if (dw && chunks > 0 && !(j.partials = nd_thread_scratch(ND_SCRATCH_PARTIALS, (size_t)(chunks * O * K * es))))
         return false;
     nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
     if (atomic_load(&j.failed))

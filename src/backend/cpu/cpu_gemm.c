@@ -1,6 +1,7 @@
 /* GEMM: C = A @ B for any strides. Blocked as in the Goto/BLIS scheme: B is packed into KC x NR
  * column panels shared by all threads, each thread packs its MC x KC block of A into MR-row
- * panels, and a register-blocked micro-kernel multiplies one MR x KC panel by one KC x NR panel.
+ * panels (both in per-thread scratch slots, threads.c), and a register-blocked micro-kernel
+ * multiplies one MR x KC panel by one KC x NR panel.
  * The micro-kernel is chosen at run time (AVX-512, AVX2+FMA, or portable C), so one binary runs
  * on any x86-64. Every element of C is computed by exactly one thread with the same K blocking,
  * so results do not depend on the thread count (unless a thread cannot get its packing buffer:
@@ -9,7 +10,6 @@
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
@@ -207,56 +207,6 @@ const char *nd_cpu_gemm_kernel_name(void) { return "openblas"; } /* for every la
 const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
 #endif
 
-/* ------------------------------------------------------------------ scratch buffers */
-
-/* Per-thread packing buffers, grown on demand and kept: steady-state GEMMs allocate nothing. */
-typedef struct scratch {
-    void *ptr;
-    size_t size;
-} scratch;
-
-static ND_THREAD_LOCAL scratch scratch_a, scratch_b;
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_key_once = PTHREAD_ONCE_INIT;
-
-/* A thread's packing buffers go back to the system when the thread exits. */
-static void free_scratch(void *unused)
-{
-    (void)unused;
-    free(scratch_a.ptr);
-    free(scratch_b.ptr);
-    scratch_a = (scratch){NULL, 0};
-    scratch_b = (scratch){NULL, 0};
-}
-
-static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
-
-static void release_part(void *ctx, int64_t begin, int64_t end, int chunk)
-{
-    (void)ctx, (void)begin, (void)end, (void)chunk;
-    free_scratch(NULL);
-    nd_thread_scratch_release();
-}
-
-/* Every pool thread frees its own buffers: one chunk per thread, the caller's included (when the
- * region cannot be split, as inside another one, the caller alone runs it). */
-void nd_cpu_release_scratch(void) { nd_parallel_for(nd_get_num_threads(), 1, release_part, NULL); }
-
-static void *scratch_get(scratch *s, size_t need)
-{
-    if (s->size < need) {
-        pthread_once(&scratch_key_once, make_scratch_key);
-        pthread_setspecific(scratch_key, &scratch_key); /* any non-NULL value arms the destructor */
-        void *p = NULL;
-        if (posix_memalign(&p, 64, need) != 0)
-            return NULL;
-        free(s->ptr);
-        s->ptr = p;
-        s->size = need;
-    }
-    return s->ptr;
-}
-
 /* ------------------------------------------------------------------ the blocked driver */
 
 #define GEMM_DRIVER(T, SUFFIX, KERNEL_FIELD, MR_FIELD, NR_FIELD)                                        \
@@ -306,7 +256,7 @@ static void *scratch_get(scratch *s, size_t need)
         job_##SUFFIX *j = ctx;                                                                         \
         const int mr = j->mr, nr = j->nr;                                                              \
         const int64_t panels_per_block = MC_ROWS / mr;                                                 \
-        T *apack = scratch_get(&scratch_a, (size_t)(panels_per_block * mr * j->kc) * sizeof(T));      \
+        T *apack = nd_thread_scratch(ND_SCRATCH_GEMM_A, (size_t)(panels_per_block * mr * j->kc) * sizeof(T)); \
         if (!apack) { /* no packing buffer: these rows of this block, slowly but exactly once, so    \
                        * rows other threads have already added to are never added twice */      \
             int64_t r1 = end * mr < j->m ? end * mr : j->m;                                            \
@@ -384,7 +334,7 @@ static void *scratch_get(scratch *s, size_t need)
             int64_t col_panels = (j.nc + j.nr - 1) / j.nr;                                             \
             for (j.pc = 0; j.pc < k; j.pc += KC) {                                                     \
                 j.kc = k - j.pc < KC ? k - j.pc : KC;                                                  \
-                j.bpack = scratch_get(&scratch_b, (size_t)(col_panels * j.nr * j.kc) * sizeof(T));     \
+                j.bpack = nd_thread_scratch(ND_SCRATCH_GEMM_B, (size_t)(col_panels * j.nr * j.kc) * sizeof(T)); \
                 if (!j.bpack) /* only the first block can fail (it needs the most): C is untouched */  \
                     return false;                                                                      \
                 nd_parallel_for(col_panels, 8, pack_b_##SUFFIX, &j);                                   \

@@ -250,7 +250,7 @@ int nd_parallel_chunks(int64_t n, int64_t min_per_chunk)
 
 /* ------------------------------------------------------------------ per-thread scratch */
 
-/* Kernels' temporary buffers (score rows, column matrices), one set per thread, grown on demand
+/* Kernels' temporary buffers (score rows, column matrices, GEMM packing), one set per thread, grown on demand
  * and kept, so steady-state training allocates nothing; freed when the thread exits. */
 static ND_THREAD_LOCAL struct {
     void *ptr;
@@ -289,5 +289,15 @@ void *nd_thread_scratch(int slot, size_t bytes)
 }
 
 void nd_thread_scratch_release(void) { free_scratch(NULL); }
+
+static void release_part(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    (void)ctx, (void)begin, (void)end, (void)chunk;
+    nd_thread_scratch_release();
+}
+
+/* Every pool thread frees its own buffers: one chunk per thread, the caller's included (when the
+ * region cannot be split, as inside another one, the caller alone runs it). */
+void nd_cpu_release_scratch(void) { nd_parallel_for(nd_get_num_threads(), 1, release_part, NULL); }
 
 bool nd_parallel_inside(void) { return inside_region; }

@@ -19,7 +19,14 @@ void nd_fp_mode_restore(unsigned saved);
 /* The calling thread's scratch buffer number slot (< ND_SCRATCH_SLOTS) of at least `bytes`,
  * 64-byte aligned, kept for the next call; NULL when memory runs out. Buffers of one slot do not
  * survive the next call for the same slot on the same thread. */
-enum { ND_SCRATCH_SLOTS = 4 };
+enum {
+    ND_SCRATCH_SCORES,    /* attention: one slice's score rows */
+    ND_SCRATCH_COLUMNS,   /* conv: one image's column matrix (and its gradient) */
+    ND_SCRATCH_PARTIALS,  /* conv: the weight-gradient partials of every image chunk */
+    ND_SCRATCH_GEMM_A,    /* GEMM: this thread's packed block of A */
+    ND_SCRATCH_GEMM_B,    /* GEMM: the packed block of B the region shares */
+    ND_SCRATCH_SLOTS
+};
 #include <stddef.h>
 void *nd_thread_scratch(int slot, size_t bytes);
 /* Frees the calling thread's scratch buffers (they grow again on demand). */
