@@ -2,6 +2,11 @@
 compared with the same blocks in PyTorch from the same weights — forward output, every parameter
 gradient, the input gradient, and (for batch norm) the running statistics.
 
+Every ndgrad call is checked: fn() declares each function with its C result, and a non-zero
+nd_status or a NULL tensor raises NdError with nd_last_error(). An exception inside a block is a
+failed case (printed with the reason), never the end of the run; a call that must fail goes through
+expect_error(), which asserts the error. The data come from fixed seeds.
+
 Usage: /usr/bin/python3 tests/blocks/blocks.py build/libndgrad.so
 Last line: "blocks: N cases, M failed" (or "blocks: skipped ..." without PyTorch)."""
 import ctypes as C
@@ -19,41 +24,97 @@ lib = C.CDLL(sys.argv[1] if len(sys.argv) > 1 else "build/libndgrad.so")
 P = C.c_void_p
 I64 = C.c_int64
 
+# Result kinds for fn(), besides plain ctypes types (counts, bools, strings: returned as they are).
+STATUS = "nd_status"  # nd_status: 0 is ND_OK, anything else raises NdError
+TENSOR = "tensor"     # a tensor: NULL raises NdError
+MAYBE = "nullable"    # a tensor that may be NULL by design (nd_grad of a tensor without a gradient)
+ND_OK, ND_ERR_NULL, ND_ERR_SHAPE, ND_ERR_DTYPE, ND_ERR_STATE = 0, 1, 2, 3, 8
+
+
+class NdError(RuntimeError):
+    """A checked ndgrad call failed: .status is its nd_status (ND_ERR_NULL for a NULL result)."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _last_error():
+    msg = nd_last_error()
+    return msg.decode("utf-8", "replace") if msg else ""
+
+
+def _check_status(result, func, args):
+    if result != ND_OK:
+        name = nd_status_name(result)
+        raise NdError(f"{func.__name__} returned {result} ({name.decode() if name else '?'}): {_last_error()}", result)
+    return result
+
+
+def _check_pointer(result, func, args):
+    if not result:
+        raise NdError(f"{func.__name__} returned NULL: {_last_error()}", nd_last_status() or ND_ERR_NULL)
+    return result
+
 
 def fn(name, res, *args):
-    f = getattr(lib, name)
-    f.restype = res
+    """Declares lib's `name`: res STATUS or TENSOR installs an errcheck raising NdError on failure; a
+    raw pointer result must say which it is (TENSOR, or MAYBE for NULL by design)."""
+    if res is P:
+        raise TypeError(f"{name}: declare a pointer result as TENSOR (checked) or MAYBE (NULL allowed)")
+    f = lib[name]  # a function object of its own: declarations never share an errcheck
+    if res is STATUS:
+        f.restype, f.errcheck = C.c_int, _check_status
+    elif res is TENSOR:
+        f.restype, f.errcheck = P, _check_pointer
+    else:
+        f.restype = P if res is MAYBE else res
     f.argtypes = list(args)
     return f
 
 
-nd_from_data = fn("nd_from_data", P, P, C.c_int, C.c_int, P)
-nd_set_requires_grad = fn("nd_set_requires_grad", C.c_int, P, C.c_bool)
-nd_copy_out = fn("nd_copy_out", C.c_int, P, P, C.c_size_t, C.c_int)
+def expect_error(f, *args, status=None):
+    """Calls checked function f where it must fail; the NdError (with the wanted status) is asserted."""
+    try:
+        f(*args)
+    except NdError as e:
+        if status is not None and e.status != status:
+            raise NdError(f"{f.__name__} failed with status {e.status}, expected {status}: {e}", e.status) from None
+        return e
+    raise AssertionError(f"{f.__name__} succeeded where an error was expected")
+
+
+nd_last_error = fn("nd_last_error", C.c_char_p)
+nd_last_status = fn("nd_last_status", C.c_int)
+nd_status_name = fn("nd_status_name", C.c_char_p, C.c_int)
+nd_clear_error = fn("nd_clear_error", None)
+nd_from_data = fn("nd_from_data", TENSOR, P, C.c_int, C.c_int, P)
+nd_set_requires_grad = fn("nd_set_requires_grad", STATUS, P, C.c_bool)
+nd_copy_out = fn("nd_copy_out", STATUS, P, P, C.c_size_t, C.c_int)
 nd_ndim = fn("nd_ndim", C.c_int, P)
 nd_shape = fn("nd_shape", C.POINTER(I64), P)
-nd_grad = fn("nd_grad", P, P)
-nd_last_error = fn("nd_last_error", C.c_char_p)
+nd_grad = fn("nd_grad", MAYBE, P)
 nd_scope_begin = fn("nd_scope_begin", None)
-nd_scope_end = fn("nd_scope_end", C.c_int)
+nd_scope_end = fn("nd_scope_end", STATUS)
+nd_scope_end_unchecked = fn("nd_scope_end", C.c_int)  # closing whatever a failed case left open
 nd_live_tensors = fn("nd_live_tensors", I64)
-nd_backward = fn("nd_backward", C.c_int, P)
-nd_layer_norm = fn("nd_layer_norm", P, P, C.c_int, P, P, P, C.c_double)
-nd_linear = fn("nd_linear", P, P, P, P)
-nd_narrow = fn("nd_narrow", P, P, C.c_int, I64, I64)
-nd_view = fn("nd_view", P, P, C.c_int, P)
-nd_reshape = fn("nd_reshape", P, P, C.c_int, P)
-nd_transpose = fn("nd_transpose", P, P, C.c_int, C.c_int)
-nd_sdpa = fn("nd_scaled_dot_product_attention", P, P, P, P, P, C.c_double, C.c_bool, C.c_double)
-nd_gelu = fn("nd_gelu", P, P, C.c_bool)
-nd_add = fn("nd_add", P, P, P)
-nd_mul = fn("nd_mul", P, P, P)
-nd_sum = fn("nd_sum", P, P)
-nd_conv2d = fn("nd_conv2d", P, P, P, P, P, P, P, I64)
-nd_batch_norm = fn("nd_batch_norm", P, P, P, P, P, P, C.c_bool, C.c_double, C.c_double)
-nd_relu = fn("nd_relu", P, P)
-nd_max_pool2d = fn("nd_max_pool2d", P, P, P, P, P, P)
-nd_cross_entropy = fn("nd_cross_entropy", P, P, P, P, I64, C.c_int, C.c_double)
+nd_backward = fn("nd_backward", STATUS, P)
+nd_layer_norm = fn("nd_layer_norm", TENSOR, P, C.c_int, P, P, P, C.c_double)
+nd_linear = fn("nd_linear", TENSOR, P, P, P)
+nd_narrow = fn("nd_narrow", TENSOR, P, C.c_int, I64, I64)
+nd_view = fn("nd_view", TENSOR, P, C.c_int, P)
+nd_reshape = fn("nd_reshape", TENSOR, P, C.c_int, P)
+nd_transpose = fn("nd_transpose", TENSOR, P, C.c_int, C.c_int)
+nd_sdpa = fn("nd_scaled_dot_product_attention", TENSOR, P, P, P, P, C.c_double, C.c_bool, C.c_double)
+nd_gelu = fn("nd_gelu", TENSOR, P, C.c_bool)
+nd_add = fn("nd_add", TENSOR, P, P)
+nd_mul = fn("nd_mul", TENSOR, P, P)
+nd_sum = fn("nd_sum", TENSOR, P)
+nd_conv2d = fn("nd_conv2d", TENSOR, P, P, P, P, P, P, I64)
+nd_batch_norm = fn("nd_batch_norm", TENSOR, P, P, P, P, P, C.c_bool, C.c_double, C.c_double)
+nd_relu = fn("nd_relu", TENSOR, P)
+nd_max_pool2d = fn("nd_max_pool2d", TENSOR, P, P, P, P, P)
+nd_cross_entropy = fn("nd_cross_entropy", TENSOR, P, P, P, I64, C.c_int, C.c_double)
 
 DTYPES = {np.float32: 0, np.float64: 1, np.int64: 2}
 cases = 0
@@ -73,8 +134,8 @@ def to_nd(a, requires_grad=False):
 
 
 def to_np(t):
-    if not t:
-        raise RuntimeError("ndgrad returned NULL: " + nd_last_error().decode())
+    if not t:  # a gradient that nd_grad says is missing
+        raise NdError("no tensor (NULL)", ND_ERR_NULL)
     shape = tuple(nd_shape(t)[i] for i in range(nd_ndim(t)))
     out = np.zeros(shape, np.float64)
     nd_copy_out(t, out.ctypes.data, out.nbytes, 1)
@@ -87,7 +148,7 @@ def check(name, nd_value, torch_value, atol, rtol):
     want = torch_value.detach().double().numpy()
     try:
         got = to_np(nd_value)
-    except RuntimeError as e:
+    except Exception as e:
         failed += 1
         print(f"FAIL {name}: {e}")
         return
@@ -147,8 +208,7 @@ def gpt_block(dtype, B=2, T=7, Cn=16, H=4, seed=0):
                            True), npar["out.w"], npar["out.b"])
     nout = nd_add(nx1, nm)
     loss = nd_sum(nd_mul(nout, to_nd(r)))
-    if not loss or nd_backward(loss) != 0:
-        raise RuntimeError(nd_last_error().decode())
+    nd_backward(loss)
     tag = f"gpt_block {np.dtype(dtype).name}"
     check(f"{tag} output", nout, out, **tol)
     check(f"{tag} input grad", nd_grad(nx), tx.grad, **tol)
@@ -184,8 +244,7 @@ def cnn_block(dtype, N=4, Cin=3, Cout=8, Hh=10, Ww=9, seed=1):
     ny = nd_batch_norm(ny, nrm, nrv, ng, nbeta, True, 0.1, 1e-5)
     nout = nd_max_pool2d(nd_relu(ny), shape_arg([2, 2]), None, shape_arg([0, 0]), None)
     loss = nd_sum(nd_mul(nout, to_nd(r)))
-    if not loss or nd_backward(loss) != 0:
-        raise RuntimeError(nd_last_error().decode())
+    nd_backward(loss)
     tag = f"cnn_block {np.dtype(dtype).name}"
     check(f"{tag} output", nout, out, **tol)
     check(f"{tag} input grad", nd_grad(nx), tx.grad, **tol)
@@ -209,8 +268,7 @@ def classifier_loss(dtype, seed=2):
     nd_scope_begin()
     nx, nw = to_nd(x, True), to_nd(w, True)
     nloss = nd_cross_entropy(nd_linear(nx, nw, None), to_nd(t), None, -100, 0, 0.1)
-    if not nloss or nd_backward(nloss) != 0:
-        raise RuntimeError(nd_last_error().decode())
+    nd_backward(nloss)
     tag = f"classifier {np.dtype(dtype).name}"
     check(f"{tag} loss", nloss, loss, **tol)
     check(f"{tag} x grad", nd_grad(nx), tx.grad, **tol)
@@ -218,16 +276,42 @@ def classifier_loss(dtype, seed=2):
     nd_scope_end()
 
 
-for dt in (np.float32, np.float64):
-    for fn_ in (gpt_block, cnn_block, classifier_loss):
-        try:
-            fn_(dt)
-        except RuntimeError as e:
-            cases += 1
-            failed += 1
-            print(f"FAIL {fn_.__name__} {np.dtype(dt).name}: {e}")
-            while nd_scope_end() == 0:
-                pass
+def checked_call(name, f, args, status, text=""):
+    """One case on the checks themselves: f(*args) must raise NdError with `status` (and `text`)."""
+    global cases, failed
+    cases += 1
+    try:
+        e = expect_error(f, *args, status=status)
+        if text not in str(e):
+            raise AssertionError(f"message {str(e)!r} does not mention {text!r}")
+    except Exception as e:
+        failed += 1
+        print(f"FAIL checked call: {name}: {type(e).__name__}: {e}")
+
+
+def checked_calls():
+    """A failing status and a NULL result raise NdError carrying the status and the message."""
+    nd_scope_begin()
+    t, u = to_nd(np.arange(3, dtype=np.int64)), to_nd(np.arange(4, dtype=np.int64))
+    checked_call("nd_set_requires_grad(int64) raises ND_ERR_DTYPE", nd_set_requires_grad, (t, True), ND_ERR_DTYPE,
+                 "requires_grad")
+    checked_call("an op returning NULL raises ND_ERR_SHAPE", nd_add, (t, u), ND_ERR_SHAPE, "[3]")
+    nd_scope_end()
+    checked_call("nd_scope_end without a scope raises ND_ERR_STATE", nd_scope_end, (), ND_ERR_STATE)
+
+
+torch.manual_seed(0)  # (the blocks draw their numbers from numpy generators with fixed seeds)
+for name, fn_, args in [(f"{f.__name__} {np.dtype(dt).name}", f, (dt,)) for dt in (np.float32, np.float64)
+                        for f in (gpt_block, cnn_block, classifier_loss)] + [("checked calls", checked_calls, ())]:
+    nd_clear_error()  # a message in a report is this case's own
+    try:
+        fn_(*args)
+    except Exception as e:
+        cases += 1
+        failed += 1
+        print(f"FAIL {name}: raised {type(e).__name__}: {e}")
+        while nd_scope_end_unchecked() == ND_OK:
+            pass
 if nd_live_tensors() != 0:
     cases += 1
     failed += 1

@@ -19,7 +19,13 @@ per element; SPREAD_FACTOR times it is added to the tolerance.
 Safetensors: a file written here with F32, F64, I64, BOOL, F16 and BF16 tensors (0-dim, empty,
 special values, escaped names, metadata) must load in ndgrad with the values PyTorch gives; a file
 saved by ndgrad must parse with a standard-library reader (valid JSON header, 8-byte aligned data,
-contiguous offsets) and hold the values of the tensors it was given.
+contiguous offsets) and hold the values of the tensors it was given. Loading a missing or
+malformed file and adding a duplicate name must fail with their status.
+
+Every ndgrad call is checked: fn() declares each function with its C result, and a non-zero
+nd_status or a NULL tensor / list raises NdError with nd_last_error(). An exception inside a case
+is that case failing (printed with the reason), never the end of the run; a call that must fail
+goes through expect_error(), which asserts the error. Every generator has a fixed seed.
 
 Usage: /usr/bin/python3 tests/model/model_oracle.py build/libndgrad.so
 Set ND_MODEL_VERBOSE=1 to see every comparison, ND_MODEL_DRIVER=path to run another build of
@@ -184,33 +190,82 @@ def st_read(path):
 lib = C.CDLL(SO)
 P, I64 = C.c_void_p, C.c_int64
 
+# Result kinds for fn(), besides plain ctypes types (counts, bools, strings: returned as they are).
+STATUS = "nd_status"  # nd_status: 0 is ND_OK, anything else raises NdError
+OBJ = "pointer"       # a tensor or a tensor list: NULL raises NdError
+ND_OK, ND_ERR_NULL, ND_ERR_VALUE, ND_ERR_IO, ND_ERR_FORMAT = 0, 1, 6, 10, 11
+
+
+class NdError(RuntimeError):
+    """A checked ndgrad call failed: .status is its nd_status (ND_ERR_NULL for a NULL result)."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _check_status(result, func, args):
+    if result != ND_OK:
+        name = nd_status_name(result)
+        raise NdError(f"{func.__name__} returned {result} ({name.decode() if name else '?'}): {err()}", result)
+    return result
+
+
+def _check_pointer(result, func, args):
+    if not result:
+        raise NdError(f"{func.__name__} returned NULL: {err()}", nd_last_status() or ND_ERR_NULL)
+    return result
+
 
 def fn(name, res, *args):
-    f = getattr(lib, name)
-    f.restype = res
+    """Declares lib's `name`: res STATUS or OBJ installs an errcheck raising NdError on failure; a raw
+    pointer result must say which it is (OBJ), so no NULL goes unnoticed."""
+    if res is P:
+        raise TypeError(f"{name}: declare a pointer result as OBJ (checked)")
+    f = lib[name]  # a function object of its own: declarations never share an errcheck
+    if res is STATUS:
+        f.restype, f.errcheck = C.c_int, _check_status
+    elif res is OBJ:
+        f.restype, f.errcheck = P, _check_pointer
+    else:
+        f.restype = res
     f.argtypes = list(args)
     return f
 
 
+def expect_error(f, *args, status=None):
+    """Calls checked function f where it must fail; the NdError (with the wanted status) is asserted."""
+    try:
+        f(*args)
+    except NdError as e:
+        if status is not None and e.status != status:
+            raise NdError(f"{f.__name__} failed with status {e.status}, expected {status}: {e}", e.status) from None
+        return e
+    raise AssertionError(f"{f.__name__} succeeded where an error was expected")
+
+
 nd_last_error = fn("nd_last_error", C.c_char_p)
+nd_last_status = fn("nd_last_status", C.c_int)
+nd_status_name = fn("nd_status_name", C.c_char_p, C.c_int)
+nd_clear_error = fn("nd_clear_error", None)
 nd_live_tensors = fn("nd_live_tensors", I64)
-nd_from_data = fn("nd_from_data", P, P, C.c_int, C.c_int, P)
+nd_from_data = fn("nd_from_data", OBJ, P, C.c_int, C.c_int, P)
 nd_release = fn("nd_release", None, P)
-nd_transpose = fn("nd_transpose", P, P, C.c_int, C.c_int)
-nd_slice = fn("nd_slice", P, P, C.c_int, I64, I64, I64)
+nd_transpose = fn("nd_transpose", OBJ, P, C.c_int, C.c_int)
+nd_slice = fn("nd_slice", OBJ, P, C.c_int, I64, I64, I64)
 nd_is_contiguous = fn("nd_is_contiguous", C.c_bool, P)
 nd_ndim = fn("nd_ndim", C.c_int, P)
 nd_shape = fn("nd_shape", C.POINTER(I64), P)
 nd_dtype_of = fn("nd_dtype_of", C.c_int, P)
-nd_copy_out = fn("nd_copy_out", C.c_int, P, P, C.c_size_t, C.c_int)
-nd_params_new = fn("nd_params_new", P)
+nd_copy_out = fn("nd_copy_out", STATUS, P, P, C.c_size_t, C.c_int)
+nd_params_new = fn("nd_params_new", OBJ)
 nd_params_free = fn("nd_params_free", None, P)
-nd_params_add = fn("nd_params_add", C.c_int, P, C.c_char_p, P)
+nd_params_add = fn("nd_params_add", STATUS, P, C.c_char_p, P)
 nd_params_count = fn("nd_params_count", C.c_int, P)
 nd_params_name = fn("nd_params_name", C.c_char_p, P, C.c_int)
-nd_params_get = fn("nd_params_get", P, P, C.c_int)
-nd_safetensors_load = fn("nd_safetensors_load", P, C.c_char_p)
-nd_safetensors_save = fn("nd_safetensors_save", C.c_int, C.c_char_p, P)
+nd_params_get = fn("nd_params_get", OBJ, P, C.c_int)
+nd_safetensors_load = fn("nd_safetensors_load", OBJ, C.c_char_p)
+nd_safetensors_save = fn("nd_safetensors_save", STATUS, C.c_char_p, P)
 
 ND_FLOAT32, ND_FLOAT64, ND_INT64, ND_BOOL = 0, 1, 2, 3
 NP_OF_ND = {ND_FLOAT32: np.float32, ND_FLOAT64: np.float64, ND_INT64: np.int64, ND_BOOL: np.bool_}
@@ -224,12 +279,12 @@ def err():
 def nd_values(t):
     """(dtype code, shape, numpy array in the tensor's own dtype) of an ndgrad tensor."""
     ndim, dtype = nd_ndim(t), nd_dtype_of(t)
+    if ndim < 0:
+        raise NdError("nd_ndim: NULL tensor", ND_ERR_NULL)
     shape = tuple(nd_shape(t)[i] for i in range(ndim)) if ndim > 0 else ()
     out = np.zeros(shape, NP_OF_ND[dtype])
     buf = np.zeros(max(out.nbytes, 8), np.uint8)  # never a NULL pointer, even when empty
-    st = nd_copy_out(t, buf.ctypes.data, out.nbytes, dtype)
-    if st != 0:
-        raise RuntimeError(f"nd_copy_out: {err()}")
+    nd_copy_out(t, buf.ctypes.data, out.nbytes, dtype)
     return dtype, shape, buf[:out.nbytes].view(NP_OF_ND[dtype]).reshape(shape).copy()
 
 
@@ -569,15 +624,23 @@ def interop_load(tmp):
     path = os.path.join(tmp, "from_python.safetensors")
     # Data in reverse order, header keys sorted (as the reference writer does): offsets decide.
     st_write(path, [s[:4] for s in reversed(spec)], {"format": "pt"}, header_order=sorted(s[0] for s in spec))
+
+    try:
+        lst = nd_safetensors_load(path.encode())
+    except NdError as e:
+        for name, *_ in spec:
+            report(f"safetensors load {name!r}", False, str(e))
+        report("safetensors load: tensor count", False, str(e))
+        return
+    try:
+        interop_load_check(lst, spec)
+    finally:
+        nd_params_free(lst)
+
+
+def interop_load_check(lst, spec):
     torch_dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "BOOL": torch.bool,
                     "F16": torch.float16, "BF16": torch.bfloat16}
-
-    lst = nd_safetensors_load(path.encode())
-    if not lst:
-        for name, *_ in spec:
-            report(f"safetensors load {name!r}", False, err())
-        report("safetensors load: tensor count", False, err())
-        return
     loaded = {nd_params_name(lst, i).decode("utf-8", "replace"): nd_params_get(lst, i) for i in range(nd_params_count(lst))}
     report("safetensors load: tensor count", nd_params_count(lst) == len(spec),
            f"{nd_params_count(lst)} tensors for {len(spec)} in the file (names {sorted(loaded)})")
@@ -594,26 +657,38 @@ def interop_load(tmp):
             want = torch.zeros(shape, dtype=torch_dtypes[dtype])
         if dtype in ("F16", "BF16"):
             want = want.float()
-        got_dtype, got_shape, got = nd_values(t)
+        try:
+            got_dtype, got_shape, got = nd_values(t)
+        except NdError as e:
+            report(label, False, str(e))
+            continue
         if got_dtype != nd_dtype or got_shape != tuple(shape):
             report(label, False, f"loaded as dtype {got_dtype} shape {list(got_shape)}, want {nd_dtype} {list(shape)}")
             continue
         ok, detail = same_values(got, want.numpy())
         report(label, ok, detail)
-    nd_params_free(lst)
 
 
 def interop_save(tmp):
     """ndgrad saves tensors (contiguous or not, every dtype it has); a standard-library reader
     accepts the file and finds the numbers PyTorch makes from the same lists."""
     made = []  # tensors to release
+    try:
+        saved_spec = interop_save_file(tmp, made)
+    finally:
+        for t in made:
+            nd_release(t)
+    if saved_spec:
+        interop_save_check(*saved_spec)
+
+
+def interop_save_file(tmp, made):
+    """Makes the tensors (recorded in `made`) and saves them; (path, spec) if the save succeeded."""
 
     def tensor(values, dtype):
         a = np.array(values, dtype, order="C")  # (ascontiguousarray would make a 0-dim array 1-d)
         shape = (I64 * max(a.ndim, 1))(*a.shape)
         t = nd_from_data(a.ctypes.data if a.size else (C.c_uint8 * 8)(), ND_OF_NP[a.dtype], a.ndim, shape)
-        if not t:
-            raise RuntimeError(f"nd_from_data: {err()}")
         made.append(t)
         return t
 
@@ -640,27 +715,29 @@ def interop_save(tmp):
     ]
     transposed = nd_transpose(tensor(base, np.float32), 0, 1)
     strided = nd_slice(tensor(seq, np.float64), 0, 1, 10, 3)
-    for t in (transposed, strided):
-        if not t:
-            raise RuntimeError(f"view: {err()}")
-        made.append(t)
+    made += [transposed, strided]
     report("safetensors save: test views are non-contiguous",
            not nd_is_contiguous(transposed) and not nd_is_contiguous(strided))
     spec += [("transposed", transposed, "F32", torch.tensor(base, dtype=torch.float32).t()),
              ("strided", strided, "F64", torch.tensor(seq, dtype=torch.float64)[1:10:3])]
 
     lst = nd_params_new()
-    for name, t, _, _ in spec:
-        if nd_params_add(lst, name.encode("utf-8"), t) != 0:
-            raise RuntimeError(f"nd_params_add {name!r}: {err()}")
-    path = os.path.join(tmp, "from_ndgrad.safetensors")
-    st = nd_safetensors_save(path.encode(), lst)
-    report("safetensors save: status", st == 0, err())
-    nd_params_free(lst)
-    for t in made:
-        nd_release(t)
-    if st != 0:
-        return
+    try:
+        for name, t, _, _ in spec:
+            nd_params_add(lst, name.encode("utf-8"), t)
+        path = os.path.join(tmp, "from_ndgrad.safetensors")
+        try:
+            nd_safetensors_save(path.encode(), lst)
+        except NdError as e:
+            report("safetensors save: status", False, str(e))
+            return None
+        report("safetensors save: status", True)
+    finally:
+        nd_params_free(lst)
+    return path, spec
+
+
+def interop_save_check(path, spec):
     saved, info = st_read(path)
     report("safetensors save: header is valid and the data is covered exactly", not info["problems"],
            "; ".join(info["problems"][:3]))
@@ -683,18 +760,57 @@ def interop_save(tmp):
         report(label, ok, detail)
 
 
+def checked_call(name, f, args, status, text=""):
+    """One case on the checks themselves: f(*args) must raise NdError with `status` (and `text`)."""
+    try:
+        e = expect_error(f, *args, status=status)
+        ok = text in str(e)
+        report(f"checked call: {name}", ok, str(e) if ok else f"message {str(e)!r} does not mention {text!r}")
+    except Exception as e:
+        report(f"checked call: {name}", False, f"{type(e).__name__}: {e}")
+
+
+def checked_calls(tmp):
+    """Error paths: a failing status and a NULL result raise NdError carrying the status and the message."""
+    missing = os.path.join(tmp, "missing.safetensors")
+    checked_call("safetensors load of a missing file raises ND_ERR_IO", nd_safetensors_load, (missing.encode(),),
+                 ND_ERR_IO, "cannot open")
+    bad = os.path.join(tmp, "bad_header.safetensors")
+    with open(bad, "wb") as f:
+        f.write(struct.pack("<Q", 16) + b"{not json}      ")
+    checked_call("safetensors load of a malformed header raises ND_ERR_FORMAT", nd_safetensors_load, (bad.encode(),),
+                 ND_ERR_FORMAT, "JSON")
+    lst, t, zeros = nd_params_new(), None, np.zeros(2)
+    try:
+        t = nd_from_data(zeros.ctypes.data, ND_FLOAT64, 1, (I64 * 1)(2))
+        nd_params_add(lst, b"x", t)
+        checked_call("nd_params_add of a duplicate name raises ND_ERR_VALUE", nd_params_add, (lst, b"x", t),
+                     ND_ERR_VALUE, '"x"')
+    finally:
+        nd_params_free(lst)
+        nd_release(t)
+
+
+def case(name, body, *args):
+    """Runs body(*args), which reports its own cases; an exception in it (a failed checked call, or
+    a bug) is one more failed case, `name`, with the reason, instead of the end of the run."""
+    nd_clear_error()  # a message in a report is this case's own
+    try:
+        body(*args)
+    except Exception as e:
+        report(name, False, f"raised {type(e).__name__}: {e}")
+
+
 def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     binary, build_error = driver()
     with tempfile.TemporaryDirectory(prefix="ndgrad_model_") as tmp:
         for kind in ("mlp", "gpt"):
-            model_case(kind, tmp, binary, build_error)
+            case(f"{kind} model", model_case, kind, tmp, binary, build_error)
         live = nd_live_tensors()
-        try:
-            interop_load(tmp)
-            interop_save(tmp)
-        except RuntimeError as e:
-            report("safetensors interchange", False, str(e))
+        case("safetensors load", interop_load, tmp)
+        case("safetensors save", interop_save, tmp)
+        case("safetensors errors", checked_calls, tmp)
         report("safetensors interchange leaves no live tensors", nd_live_tensors() == live,
                f"{nd_live_tensors() - live} left alive")
     if VERBOSE:

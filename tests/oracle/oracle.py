@@ -14,6 +14,14 @@ case (nd_op_backward_calls); each one that has not is a failed case.
 Usage: /usr/bin/python3 tests/oracle/oracle.py build/libndgrad.so
        ORACLE_VERBOSE=1 lists every case; ORACLE_SEED=n runs the same cases on other random data.
 
+Every ndgrad call is checked: Lib.decl() declares each function with its C result, and a non-zero
+nd_status or a NULL tensor raises NdError with nd_last_error() (counts, bools and doubles are
+returned as they are; nd_grad is the one tensor result that is NULL by design). Any exception while
+a case runs, a failed call or a bug in the case, is that case failing with the reason printed, never
+the end of the run. Calls that must fail are cases of their own (run_error): ndgrad must raise
+with the expected status and the message PyTorch gives. The data come from a seeded numpy generator
+and torch.manual_seed.
+
 Prints one line per failed case, then `oracle: N cases, M failed`; exits 1 when M > 0.
 """
 import ctypes
@@ -48,7 +56,23 @@ def nd_dtype_of_np(dt):
 
 
 class NdError(Exception):
-    pass
+    """A checked ndgrad call failed (a non-zero nd_status, or NULL for a tensor); .status is the
+    nd_status (for a NULL result, nd_last_status())."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+def reason(e):
+    """What a case that raised e reports: NdError's message, or any other exception with its type."""
+    return str(e) if isinstance(e, NdError) else "%s: %s" % (type(e).__name__, e)
+
+
+# Result kinds for Lib.decl, besides plain ctypes types (counts, bools, doubles, strings: returned as they are).
+STATUS = "nd_status"  # nd_status: 0 is ND_OK, anything else raises NdError
+TENSOR = "tensor"     # a tensor (or a malloc'd string): NULL raises NdError
+MAYBE = "nullable"    # a tensor that is NULL by design (nd_grad of a tensor without a gradient)
 
 
 class IndexSpec(ctypes.Structure):
@@ -60,36 +84,39 @@ INDEX_INT, INDEX_SLICE, INDEX_NEWAXIS = 0, 1, 2
 INT64_MAX = 2 ** 63 - 1
 
 ND_REDUCTION = {"mean": 0, "sum": 1, "none": 2}
+# nd_status codes the error-path cases expect (ND_OK is 0)
+ND_ERR_NULL, ND_ERR_SHAPE, ND_ERR_DTYPE, ND_ERR_DIM, ND_ERR_VALUE, ND_ERR_GRAD = 1, 2, 3, 4, 6, 7
 
 
 def _later_ops():
     """(name, restype, argtypes) of the layer / loss ops, declared only when the library has them."""
     P, I, I64, D, B = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double, ctypes.c_bool
     SH, PP, PD = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_double)
+    T = TENSOR
     return [
-        ("nd_softmax", P, (P, I)),
-        ("nd_log_softmax", P, (P, I)),
-        ("nd_linear", P, (P, P, P)),
-        ("nd_cross_entropy", P, (P, P, P, I64, I, D)),
-        ("nd_nll_loss", P, (P, P, P, I64, I)),
-        ("nd_mse_loss", P, (P, P, I)),
-        ("nd_l1_loss", P, (P, P, I)),
-        ("nd_smooth_l1_loss", P, (P, P, I, D)),
-        ("nd_binary_cross_entropy", P, (P, P, P, I)),
-        ("nd_binary_cross_entropy_with_logits", P, (P, P, P, P, I)),
-        ("nd_dropout", P, (P, D, B)),
-        ("nd_layer_norm", P, (P, I, SH, P, P, D)),
-        ("nd_rms_norm", P, (P, I, SH, P, D)),
-        ("nd_batch_norm", P, (P, P, P, P, P, B, D, D)),
-        ("nd_group_norm", P, (P, I64, P, P, D)),
-        ("nd_conv2d", P, (P, P, P, SH, SH, SH, I64)),
-        ("nd_conv1d", P, (P, P, P, I64, I64, I64, I64)),
-        ("nd_max_pool2d", P, (P, SH, SH, SH, PP)),
-        ("nd_avg_pool2d", P, (P, SH, SH, SH)),
-        ("nd_adaptive_avg_pool2d", P, (P, I64, I64)),
-        ("nd_scaled_dot_product_attention", P, (P, P, P, P, D, B, D)),
-        ("nd_global_norm", I, (I, PP, PD)),
-        ("nd_clip_grad_norm", I, (I, PP, D, PD)),
+        ("nd_softmax", T, (P, I)),
+        ("nd_log_softmax", T, (P, I)),
+        ("nd_linear", T, (P, P, P)),
+        ("nd_cross_entropy", T, (P, P, P, I64, I, D)),
+        ("nd_nll_loss", T, (P, P, P, I64, I)),
+        ("nd_mse_loss", T, (P, P, I)),
+        ("nd_l1_loss", T, (P, P, I)),
+        ("nd_smooth_l1_loss", T, (P, P, I, D)),
+        ("nd_binary_cross_entropy", T, (P, P, P, I)),
+        ("nd_binary_cross_entropy_with_logits", T, (P, P, P, P, I)),
+        ("nd_dropout", T, (P, D, B)),
+        ("nd_layer_norm", T, (P, I, SH, P, P, D)),
+        ("nd_rms_norm", T, (P, I, SH, P, D)),
+        ("nd_batch_norm", T, (P, P, P, P, P, B, D, D)),
+        ("nd_group_norm", T, (P, I64, P, P, D)),
+        ("nd_conv2d", T, (P, P, P, SH, SH, SH, I64)),
+        ("nd_conv1d", T, (P, P, P, I64, I64, I64, I64)),
+        ("nd_max_pool2d", T, (P, SH, SH, SH, PP)),
+        ("nd_avg_pool2d", T, (P, SH, SH, SH)),
+        ("nd_adaptive_avg_pool2d", T, (P, I64, I64)),
+        ("nd_scaled_dot_product_attention", T, (P, P, P, P, D, B, D)),
+        ("nd_global_norm", STATUS, (I, PP, PD)),
+        ("nd_clip_grad_norm", STATUS, (I, PP, D, PD)),
         ("nd_manual_seed", None, (ctypes.c_uint64,)),
     ]
 
@@ -100,7 +127,8 @@ LATER_OPS = _later_ops()
 # ------------------------------------------------------------------------------ the library
 
 class Lib:
-    """ctypes bindings: every function used is declared with argtypes and restype."""
+    """ctypes bindings: every function used is declared with argtypes and restype, and every
+    nd_status or tensor result is checked by an errcheck that raises NdError."""
 
     def __init__(self, path):
         L = ctypes.CDLL(path)
@@ -108,10 +136,30 @@ class Lib:
         SH = ctypes.POINTER(ctypes.c_int64)
         S = ctypes.c_char_p
         SZ = ctypes.c_size_t
+        T = TENSOR
+
+        def check_status(result, func, args):
+            if result != 0:
+                raise NdError("%s returned status %d: %s" % (func.__name__, result, self.error()), result)
+            return result
+
+        def check_pointer(result, func, args):
+            if not result:
+                raise NdError("%s returned NULL: %s" % (func.__name__, self.error()), self.nd_last_status())
+            return result
 
         def decl(name, restype, *argtypes):
-            f = getattr(L, name)
-            f.restype = restype
+            """restype STATUS / TENSOR: an errcheck raises NdError on a non-zero status / NULL; a
+            pointer result must say which it is (TENSOR, or MAYBE for NULL by design)."""
+            if restype is P:
+                raise TypeError("%s: declare a pointer result as TENSOR (checked) or MAYBE (NULL allowed)" % name)
+            f = L[name]  # a function object of its own: declarations never share an errcheck
+            if restype is STATUS:
+                f.restype, f.errcheck = I, check_status
+            elif restype is TENSOR:
+                f.restype, f.errcheck = P, check_pointer
+            else:
+                f.restype = P if restype is MAYBE else restype
             f.argtypes = list(argtypes)
             setattr(self, name, f)
 
@@ -122,7 +170,7 @@ class Lib:
         def decl_opt(name, restype, *argtypes):
             try:
                 decl(name, restype, *argtypes)
-            except AttributeError:
+            except AttributeError:  # (a symbol the library lacks)
                 self.missing.append(name)
                 setattr(self, name, None)
 
@@ -131,102 +179,102 @@ class Lib:
         decl("nd_last_status", I)
         decl("nd_clear_error", None)
         decl("nd_scope_begin", None)
-        decl("nd_scope_end", I)
+        decl("nd_scope_end", STATUS)
         decl("nd_live_tensors", I64)
         decl("nd_live_nodes", I64)
         decl("nd_live_storages", I64)
         # creation, inspection
-        decl("nd_from_data", P, P, I, I, SH)
+        decl("nd_from_data", T, P, I, I, SH)
         decl("nd_ndim", I, P)
         decl("nd_shape", SH, P)
         decl("nd_numel", I64, P)
         decl("nd_dtype_of", I, P)
         decl("nd_is_contiguous", B, P)
-        decl("nd_copy_out", I, P, P, SZ, I)
-        decl("nd_to_string", P, P)  # malloc'd char*: read with string_at, then free
+        decl("nd_copy_out", STATUS, P, P, SZ, I)
+        decl("nd_to_string", T, P)  # malloc'd char*: read with string_at, then free
         # autograd
-        decl("nd_set_requires_grad", I, P, B)
+        decl("nd_set_requires_grad", STATUS, P, B)
         decl("nd_requires_grad", B, P)
-        decl("nd_grad", P, P)
+        decl("nd_grad", MAYBE, P)
         decl("nd_grad_fn_name", S, P)
-        decl("nd_backward", I, P)
-        decl("nd_backward_with", I, P, P, B)
+        decl("nd_backward", STATUS, P)
+        decl("nd_backward_with", STATUS, P, P, B)
         # copies and dtype
-        decl("nd_contiguous", P, P)
-        decl("nd_clone", P, P)
-        decl("nd_to", P, P, I)
+        decl("nd_contiguous", T, P)
+        decl("nd_clone", T, P)
+        decl("nd_to", T, P, I)
         # views
-        decl("nd_view", P, P, I, SH)
-        decl("nd_reshape", P, P, I, SH)
-        decl("nd_transpose", P, P, I, I)
-        decl("nd_t", P, P)
-        decl("nd_permute", P, P, I, SH)
-        decl("nd_squeeze", P, P)
-        decl("nd_squeeze_dim", P, P, I)
-        decl("nd_unsqueeze", P, P, I)
-        decl("nd_expand", P, P, I, SH)
-        decl("nd_slice", P, P, I, I64, I64, I64)
-        decl("nd_select", P, P, I, I64)
-        decl("nd_narrow", P, P, I, I64, I64)
-        decl("nd_flatten", P, P, I, I)
+        decl("nd_view", T, P, I, SH)
+        decl("nd_reshape", T, P, I, SH)
+        decl("nd_transpose", T, P, I, I)
+        decl("nd_t", T, P)
+        decl("nd_permute", T, P, I, SH)
+        decl("nd_squeeze", T, P)
+        decl("nd_squeeze_dim", T, P, I)
+        decl("nd_unsqueeze", T, P, I)
+        decl("nd_expand", T, P, I, SH)
+        decl("nd_slice", T, P, I, I64, I64, I64)
+        decl("nd_select", T, P, I, I64)
+        decl("nd_narrow", T, P, I, I64, I64)
+        decl("nd_flatten", T, P, I, I)
         # arithmetic
         for name in ("nd_add", "nd_sub", "nd_mul", "nd_div", "nd_pow",
                      "nd_eq", "nd_ne", "nd_lt", "nd_le", "nd_gt", "nd_ge", "nd_matmul", "nd_mm", "nd_bmm"):
-            decl(name, P, P, P)
+            decl(name, T, P, P)
         for name in ("nd_neg", "nd_relu", "nd_exp", "nd_log", "nd_tanh", "nd_sigmoid", "nd_sum", "nd_mean"):
-            decl(name, P, P)
+            decl(name, T, P)
         for name in ("nd_add_scalar", "nd_sub_scalar", "nd_mul_scalar", "nd_div_scalar", "nd_pow_scalar"):
-            decl(name, P, P, D)
-        decl("nd_rsub_scalar", P, D, P)
-        decl("nd_where", P, P, P, P)
-        decl("nd_sum_dims", P, P, I, SH, B)
-        decl("nd_mean_dims", P, P, I, SH, B)
+            decl(name, T, P, D)
+        decl("nd_rsub_scalar", T, D, P)
+        decl("nd_where", T, P, P, P)
+        decl("nd_sum_dims", T, P, I, SH, B)
+        decl("nd_mean_dims", T, P, I, SH, B)
 
         # unary math and activations
         for name in ("nd_abs", "nd_sqrt", "nd_rsqrt", "nd_square", "nd_sin", "nd_cos", "nd_log1p", "nd_expm1",
                      "nd_erf", "nd_sign", "nd_reciprocal", "nd_silu"):
-            decl_opt(name, P, P)
-        decl_opt("nd_gelu", P, P, B)
-        decl_opt("nd_softplus", P, P, D, D)
-        decl_opt("nd_leaky_relu", P, P, D)
-        decl_opt("nd_elu", P, P, D)
-        decl_opt("nd_hardtanh", P, P, D, D)
-        decl_opt("nd_clamp", P, P, D, D)
-        decl_opt("nd_maximum", P, P, P)
-        decl_opt("nd_minimum", P, P, P)
-        decl_opt("nd_masked_fill", P, P, P, D)
+            decl_opt(name, T, P)
+        decl_opt("nd_gelu", T, P, B)
+        decl_opt("nd_softplus", T, P, D, D)
+        decl_opt("nd_leaky_relu", T, P, D)
+        decl_opt("nd_elu", T, P, D)
+        decl_opt("nd_hardtanh", T, P, D, D)
+        decl_opt("nd_clamp", T, P, D, D)
+        decl_opt("nd_maximum", T, P, P)
+        decl_opt("nd_minimum", T, P, P)
+        decl_opt("nd_masked_fill", T, P, P, D)
         # reductions
         for name in ("nd_max", "nd_min", "nd_argmax", "nd_argmin", "nd_prod"):
-            decl_opt(name, P, P)
-        decl_opt("nd_max_dim", P, P, I, B, ctypes.POINTER(P))
-        decl_opt("nd_min_dim", P, P, I, B, ctypes.POINTER(P))
-        decl_opt("nd_argmax_dim", P, P, I, B)
-        decl_opt("nd_argmin_dim", P, P, I, B)
-        decl_opt("nd_prod_dim", P, P, I, B)
-        decl_opt("nd_var", P, P, I, SH, D, B)
-        decl_opt("nd_std", P, P, I, SH, D, B)
-        decl_opt("nd_logsumexp", P, P, I, SH, B)
-        decl_opt("nd_norm", P, P, D, I, SH, B)
-        decl_opt("nd_cumsum", P, P, I)
+            decl_opt(name, T, P)
+        decl_opt("nd_max_dim", T, P, I, B, ctypes.POINTER(P))
+        decl_opt("nd_min_dim", T, P, I, B, ctypes.POINTER(P))
+        decl_opt("nd_argmax_dim", T, P, I, B)
+        decl_opt("nd_argmin_dim", T, P, I, B)
+        decl_opt("nd_prod_dim", T, P, I, B)
+        decl_opt("nd_var", T, P, I, SH, D, B)
+        decl_opt("nd_std", T, P, I, SH, D, B)
+        decl_opt("nd_logsumexp", T, P, I, SH, B)
+        decl_opt("nd_norm", T, P, D, I, SH, B)
+        decl_opt("nd_cumsum", T, P, I)
         # shape and indexing
-        decl_opt("nd_cat", P, I, ctypes.POINTER(P), I)
-        decl_opt("nd_stack", P, I, ctypes.POINTER(P), I)
+        decl_opt("nd_cat", T, I, ctypes.POINTER(P), I)
+        decl_opt("nd_stack", T, I, ctypes.POINTER(P), I)
         decl_opt("nd_split", I, P, I64, I, I, ctypes.POINTER(P))
         decl_opt("nd_chunk", I, P, I64, I, I, ctypes.POINTER(P))
-        decl_opt("nd_flip", P, P, I, SH)
-        decl_opt("nd_repeat", P, P, I, SH)
-        decl_opt("nd_pad", P, P, I, SH, D)
-        decl_opt("nd_tril", P, P, I64)
-        decl_opt("nd_triu", P, P, I64)
-        decl_opt("nd_index_select", P, P, I, P)
-        decl_opt("nd_index_add", P, P, I, P, P)
-        decl_opt("nd_gather", P, P, I, P)
-        decl_opt("nd_scatter_add", P, P, I, P, P)
-        decl_opt("nd_embedding", P, P, P)
-        decl_opt("nd_one_hot", P, P, I64)
-        decl_opt("nd_index", P, P, I, ctypes.POINTER(IndexSpec))
+        decl_opt("nd_flip", T, P, I, SH)
+        decl_opt("nd_repeat", T, P, I, SH)
+        decl_opt("nd_pad", T, P, I, SH, D)
+        decl_opt("nd_tril", T, P, I64)
+        decl_opt("nd_triu", T, P, I64)
+        decl_opt("nd_index_select", T, P, I, P)
+        decl_opt("nd_index_add", T, P, I, P, P)
+        decl_opt("nd_gather", T, P, I, P)
+        decl_opt("nd_scatter_add", T, P, I, P, P)
+        decl_opt("nd_embedding", T, P, P)
+        decl_opt("nd_one_hot", T, P, I64)
+        decl_opt("nd_index", T, P, I, ctypes.POINTER(IndexSpec))
         # autograd beyond backward: torch.autograd.grad
-        decl_opt("nd_autograd_grad", I, I, ctypes.POINTER(P), ctypes.POINTER(P), I, ctypes.POINTER(P),
+        decl_opt("nd_autograd_grad", STATUS, I, ctypes.POINTER(P), ctypes.POINTER(P), I, ctypes.POINTER(P),
                  ctypes.POINTER(P), B)
         # op introspection, for the coverage check
         decl_opt("nd_op_count", I)
@@ -247,14 +295,20 @@ class Lib:
         msg = self.nd_last_error()
         return msg.decode("utf-8", "replace") if msg else ""
 
-    def check(self, r, what):
-        if not r:
-            raise NdError("%s returned NULL: %s" % (what, self.error()))
-        return r
+    def end_scope(self):
+        """nd_scope_end at the end of a case (in a finally clause): its error message, or None."""
+        try:
+            self.nd_scope_end()
+        except NdError as e:
+            return str(e)
+        return None
 
-    def check_status(self, st, what):
-        if st != 0:
-            raise NdError("%s returned status %d: %s" % (what, st, self.error()))
+    def check(self, r, what):
+        """A tensor handed back through an out-parameter (indices, split pieces, autograd results),
+        which no errcheck sees: NULL raises NdError."""
+        if not r:
+            raise NdError("%s returned NULL: %s" % (what, self.error()), self.nd_last_status())
+        return r
 
     @staticmethod
     def ints(seq):
@@ -265,7 +319,7 @@ class Lib:
         arr = np.require(arr, requirements='C')
         dt = nd_dtype_of_np(arr.dtype)
         ptr = arr.ctypes.data_as(ctypes.c_void_p) if arr.size else None
-        return self.check(self.nd_from_data(ptr, dt, arr.ndim, self.ints(arr.shape)), "nd_from_data")
+        return self.nd_from_data(ptr, dt, arr.ndim, self.ints(arr.shape))
 
     def shape(self, t):
         n = self.nd_ndim(t)
@@ -282,12 +336,11 @@ class Lib:
         n = int(np.prod(shape)) if shape else 1
         buf = np.empty(max(n, 1), dtype=np.float64)
         if n:
-            self.check_status(self.nd_copy_out(t, buf.ctypes.data_as(ctypes.c_void_p), buf.nbytes, ND_FLOAT64),
-                              "nd_copy_out")
+            self.nd_copy_out(t, buf.ctypes.data_as(ctypes.c_void_p), buf.nbytes, ND_FLOAT64)
         return buf[:n].reshape(shape)
 
     def to_string(self, t):
-        p = self.check(self.nd_to_string(t), "nd_to_string")
+        p = self.nd_to_string(t)
         try:
             return ctypes.string_at(p).decode("utf-8", "replace")
         finally:
@@ -496,6 +549,9 @@ class TorchOps:
             s = s + mask
         return torch.matmul(torch.softmax(s, -1), v)
 
+    def backward(self, t): t.backward()
+    def requires_grad_(self, t): t.requires_grad_(True)
+
     def index(self, t, specs):
         """specs: ("i", k) an integer, ("s", start, stop, step) a slice, ("n",) a new axis."""
         key = []
@@ -523,13 +579,15 @@ class NdOps:
         return f
 
     def _call(self, name, *args):
-        return self.L.check(self._fn(name)(*args), name)
+        return self._fn(name)(*args)  # (a NULL result raised NdError already)
 
     @staticmethod
     def _list(ts):
         ts = list(ts)
         return len(ts), (ctypes.c_void_p * max(1, len(ts)))(*ts)
 
+    def backward(self, t): self.L.nd_backward(t)
+    def requires_grad_(self, t): self.L.nd_set_requires_grad(t, True)
     def add(self, a, b): return self._call("nd_add", a, b)
     def sub(self, a, b): return self._call("nd_sub", a, b)
     def mul(self, a, b): return self._call("nd_mul", a, b)
@@ -637,7 +695,7 @@ class NdOps:
         outs = (ctypes.c_void_p * 64)()
         count = self._fn(name)(t, n, dim, 64, outs)
         if count < 0:
-            raise NdError("%s returned %d: %s" % (name, count, self.L.error()))
+            raise NdError("%s returned %d: %s" % (name, count, self.L.error()), self.L.nd_last_status())
         return [self.L.check(outs[i], "%s output %d" % (name, i)) for i in range(count)]
 
     def split(self, t, size, dim): return self._pieces("nd_split", t, size, dim)
@@ -911,7 +969,7 @@ class Oracle:
             for x, rg in zip(inputs, wants_grad):
                 h = L.from_np(x)
                 if rg:
-                    L.check_status(L.nd_set_requires_grad(h, True), "nd_set_requires_grad")
+                    L.nd_set_requires_grad(h, True)
                 leaves.append(h)
             nres = fn(self.nd, *leaves)
             nouts = list(nres) if isinstance(nres, (tuple, list)) else [nres]
@@ -947,17 +1005,17 @@ class Oracle:
                             problems.append(p)
             if any(t_rgs) and n_rgs == t_rgs:
                 if use_plain_backward:
-                    L.check_status(L.nd_backward(nouts[0]), "nd_backward")
+                    L.nd_backward(nouts[0])
                 elif not multi:
                     g = L.from_np(gouts[0])
-                    L.check_status(L.nd_backward_with(nouts[0], g, False), "nd_backward_with")
+                    L.nd_backward_with(nouts[0], g, False)
                 else:
                     loss = None
                     for k, out in enumerate(nouts):
                         if t_rgs[k]:
                             term = self.nd.sum(self.nd.mul(out, L.from_np(gouts[k])))
                             loss = term if loss is None else self.nd.add(loss, term)
-                    L.check_status(L.nd_backward(loss), "nd_backward")
+                    L.nd_backward(loss)
                 for i, (h, tg) in enumerate(zip(leaves, t_grads)):
                     ng = L.nd_grad(h)
                     if tg is None:
@@ -986,10 +1044,12 @@ class Oracle:
                     checked += 1
                     if not ok:
                         problems.append(("grad[%d] values" % i, err, "grad[%d] %s" % (i, note)))
-        except NdError as e:
-            problems.append(("ndgrad error", "-", str(e)))
+        except Exception as e:  # a failed call, or a bug in the case: this case fails, the run goes on
+            problems.append(("ndgrad error", "-", reason(e)))
         finally:
-            L.nd_scope_end()
+            scope_error = L.end_scope()
+        if scope_error:
+            problems.append(("nd_scope_end failed", "-", scope_error))
         after_t, after_n = L.nd_live_tensors(), L.nd_live_nodes()
         if after_t != before_t or after_n != before_n:
             problems.append(("leak: %d live tensors, %d live nodes after the scope (were %d, %d)"
@@ -1049,11 +1109,11 @@ class Oracle:
             for x, rg in zip(inputs, wants_grad):
                 h = L.from_np(x)
                 if rg:
-                    L.check_status(L.nd_set_requires_grad(h, True), "nd_set_requires_grad")
+                    L.nd_set_requires_grad(h, True)
                 leaves.append(h)
             out = fn(self.nd, *leaves)
             nv = L.from_np(v)
-            L.check_status(L.nd_set_requires_grad(nv, True), "nd_set_requires_grad")
+            L.nd_set_requires_grad(nv, True)
             nxs = [h for h, rg in zip(leaves, wants_grad) if rg]
             if L.nd_autograd_grad is None:
                 raise NdError("nd_autograd_grad is not exported")
@@ -1061,7 +1121,7 @@ class Oracle:
             seeds = (ctypes.c_void_p * 1)(nv)
             xs_arr = (ctypes.c_void_p * len(nxs))(*nxs)
             gs_arr = (ctypes.c_void_p * len(nxs))()
-            L.check_status(L.nd_autograd_grad(1, outs, seeds, len(nxs), xs_arr, gs_arr, True), "nd_autograd_grad")
+            L.nd_autograd_grad(1, outs, seeds, len(nxs), xs_arr, gs_arr, True)
             ngs = [L.check(gs_arr[k], "nd_autograd_grad result %d" % k) for k in range(len(nxs))]
             fan = max(1, int(np.prod(tout.shape)) if tout.dim() else 1)
             for k, (g, want) in enumerate(zip(ngs, t_first)):
@@ -1081,7 +1141,7 @@ class Oracle:
             if n_second_rg != t_second_rg:
                 problems.append(("second-order graph recorded %s, torch %s" % (n_second_rg, t_second_rg), "-"))
             elif t_second_rg:
-                L.check_status(L.nd_backward(loss), "nd_backward (second order)")
+                L.nd_backward(loss)
                 for k, (h, want) in enumerate(zip(nxs + [nv], t_second)):
                     what = "v" if k == len(nxs) else "x[%d]" % k
                     ng = L.nd_grad(h)
@@ -1100,10 +1160,12 @@ class Oracle:
                     ok, err, note = self.compare(L.to_np(ng), want, atol, rtol)
                     if not ok:
                         problems.append(("second-order grad of %s values" % what, err, note))
-        except NdError as e:
-            problems.append(("ndgrad error", "-", str(e)))
+        except Exception as e:  # a failed call, or a bug in the case: this case fails, the run goes on
+            problems.append(("ndgrad error", "-", reason(e)))
         finally:
-            L.nd_scope_end()
+            scope_error = L.end_scope()
+        if scope_error:
+            problems.append(("nd_scope_end failed", "-", scope_error))
         after_t, after_n = L.nd_live_tensors(), L.nd_live_nodes()
         if after_t != before_t or after_n != before_n:
             problems.append(("leak: %d live tensors, %d live nodes after the scope (were %d, %d)"
@@ -1117,6 +1179,55 @@ class Oracle:
             err = "%.3g" % max(errs) if errs else "-"
             detail = "; ".join(p[2] for p in problems if len(p) > 2)
             self.fail(op, label, shapes, what, err, detail)
+
+    def run_error(self, label, inputs, fn, status, text, torch_too=True, requires_grad=()):
+        """An error path: fn(o, *leaves) must fail. ndgrad must raise NdError with `status` and a
+        message containing `text` (case-insensitive), and leave nothing alive; with torch_too,
+        PyTorch must raise on the same case with `text` in its message as well."""
+        self.cases += 1
+        inputs = [np.require(x, requirements='C') for x in inputs]
+        shapes = [x.shape for x in inputs]
+        op = "error " + label
+        problems = []
+        if torch_too:
+            try:
+                tin = [torch.from_numpy(x.copy()) for x in inputs]
+                for i in requires_grad:
+                    tin[i].requires_grad_(True)
+                fn(self.th, *tin)
+                problems.append("torch raised nothing")
+            except Exception as e:
+                if text.lower() not in str(e).lower():
+                    problems.append("torch's message %r lacks %r" % (str(e), text))
+        L = self.L
+        before_t, before_n = L.nd_live_tensors(), L.nd_live_nodes()
+        L.nd_clear_error()
+        L.nd_scope_begin()
+        try:
+            leaves = [L.from_np(x) for x in inputs]
+            for i in requires_grad:
+                L.nd_set_requires_grad(leaves[i], True)
+            try:
+                fn(self.nd, *leaves)
+                problems.append("ndgrad raised nothing")
+            except NdError as e:
+                if e.status != status:
+                    problems.append("status %s, expected %d (%s)" % (e.status, status, e))
+                if text.lower() not in str(e).lower():
+                    problems.append("ndgrad's message %r lacks %r" % (str(e), text))
+        except Exception as e:  # the case's own set-up failed
+            problems.append("ndgrad error: " + reason(e))
+        finally:
+            scope_error = L.end_scope()
+        if scope_error:
+            problems.append("nd_scope_end failed: " + scope_error)
+        if L.nd_live_tensors() != before_t or L.nd_live_nodes() != before_n:
+            problems.append("leak: %d live tensors, %d live nodes" % (L.nd_live_tensors(), L.nd_live_nodes()))
+        if self.verbose:
+            print("error %-40s %s" % (label, "FAILED" if problems else "ok"))
+        if problems:
+            dt = "/".join(sorted({NAME_OF[nd_dtype_of_np(x.dtype)] for x in inputs})) or "-"
+            self.fail(op, dt, shapes, "; ".join(problems), "-")
 
     def run_repr(self, label, inputs, fn, requires_grad=()):
         """Compares nd_to_string with repr() of the same tensor."""
@@ -1144,14 +1255,16 @@ class Oracle:
             for i, x in enumerate(inputs):
                 h = L.from_np(x)
                 if i in requires_grad:
-                    L.check_status(L.nd_set_requires_grad(h, True), "nd_set_requires_grad")
+                    L.nd_set_requires_grad(h, True)
                 leaves.append(h)
             got = L.to_string(fn(self.nd, *leaves))
-        except NdError as e:
-            err = str(e)
+        except Exception as e:
+            err = reason(e)
         finally:
-            L.nd_scope_end()
+            scope_error = L.end_scope()
         problems = []
+        if scope_error:
+            problems.append("nd_scope_end failed: " + scope_error)
         if self.verbose:
             print("repr %-40s %s" % (label, "ok" if got == want else "FAILED"))
         if err:
@@ -2172,6 +2285,39 @@ def double_backward(orc):
             orc.run_double(label, arrs, f)
 
 
+def error_paths(orc):
+    """Calls that must fail: the checked call raises NdError with its status and a message saying
+    what PyTorch says; the ones PyTorch has no counterpart of check ndgrad alone."""
+    f64 = np.float64
+    cases = [
+        ("add, shapes that do not broadcast", [normal((3,), f64), normal((4,), f64)], lambda o, a, b: o.add(a, b),
+         ND_ERR_SHAPE, "the size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 0"),
+        ("view of the wrong size", [normal((2, 3), f64)], lambda o, a: o.view(a, [4]), ND_ERR_SHAPE,
+         "is invalid for input of size 6"),
+        ("cat, sizes differ", [normal((2, 3), f64), normal((2, 4), f64)], lambda o, a, b: o.cat([a, b], 0),
+         ND_ERR_SHAPE, "sizes of tensors must match except in dimension 0"),
+        ("transpose, dim out of range", [normal((2, 3), f64)], lambda o, a: o.transpose(a, 0, 2), ND_ERR_DIM,
+         "dimension out of range (expected to be in range of [-2, 1], but got 2)"),
+        ("split (a count), dim out of range", [normal((3,), f64)], lambda o, a: o.split(a, 1, 3), ND_ERR_DIM,
+         "dimension out of range (expected to be in range of [-1, 0], but got 3)"),
+        ("requires_grad on int64", [integers((3,))], lambda o, a: o.requires_grad_(a), ND_ERR_DTYPE,
+         "only tensors of floating point"),
+        ("backward of a tensor without grad_fn", [normal((), f64)], lambda o, a: o.backward(o.mul_scalar(a, 2.0)),
+         ND_ERR_GRAD, "element 0 of tensors does not require grad and does not have a grad_fn"),
+    ]
+    for label, arrs, f, status, text in cases:
+        orc.run_error(label, arrs, f, status, text)
+    orc.run_error("backward of a non-scalar", [normal((3,), f64)], lambda o, a: o.backward(o.mul_scalar(a, 2.0)),
+                  ND_ERR_GRAD, "grad can be implicitly created only for scalar outputs", requires_grad=(0,))
+    # ndgrad only
+    buf = np.zeros(1)
+    orc.run_error("copy_out into a short buffer", [normal((3,), f64)],
+                  lambda o, a: o.L.nd_copy_out(a, buf.ctypes.data, buf.nbytes, ND_FLOAT64), ND_ERR_VALUE,
+                  "need 24 bytes", torch_too=False)
+    orc.run_error("an op given NULL", [normal((3,), f64)], lambda o, a: o.mul(a, None), ND_ERR_NULL, "NULL",
+                  torch_too=False)
+
+
 def coverage(orc):
     """Every recorded op's backward must have run in some case of this process."""
     L = orc.L
@@ -2480,9 +2626,9 @@ def dropout_cases(orc):
                 for attempt in range(2):
                     L.nd_manual_seed(1234)
                     h = L.from_np(x)
-                    L.check_status(L.nd_set_requires_grad(h, True), "nd_set_requires_grad")
-                    out = L.check(L.nd_dropout(h, p, True), "nd_dropout")
-                    L.check_status(L.nd_backward_with(out, L.from_np(g), False), "nd_backward_with")
+                    L.nd_set_requires_grad(h, True)
+                    out = L.nd_dropout(h, p, True)
+                    L.nd_backward_with(out, L.from_np(g), False)
                     outs.append((L.to_np(out), L.to_np(L.check(L.nd_grad(h), "nd_grad"))))
                 (y, gx), (y2, gx2) = outs
                 keep = y != 0
@@ -2500,10 +2646,12 @@ def dropout_cases(orc):
                     problems.append("zero fraction %.4f, expected %g" % (frac, p))
                 if not (np.array_equal(y, y2) and np.array_equal(gx, gx2)):
                     problems.append("the same seed gave a different mask")
-            except NdError as e:
-                problems.append("ndgrad error: " + str(e))
+            except Exception as e:
+                problems.append("ndgrad error: " + reason(e))
             finally:
-                L.nd_scope_end()
+                scope_error = L.end_scope()
+            if scope_error:
+                problems.append("nd_scope_end failed: " + scope_error)
             if L.nd_live_tensors() != before_t or L.nd_live_nodes() != before_n:
                 problems.append("leak")
             if problems:
@@ -2536,31 +2684,32 @@ def grad_norm_cases(orc):
                 hs = []
                 for p, g in zip(params, grads):
                     h = L.from_np(p)
-                    L.check_status(L.nd_set_requires_grad(h, True), "nd_set_requires_grad")
+                    L.nd_set_requires_grad(h, True)
                     # the gradient g arrives through backward of sum(h * g)
-                    L.check_status(L.nd_backward(NdOps(L).sum(NdOps(L).mul(h, L.from_np(g)))), "nd_backward")
+                    L.nd_backward(NdOps(L).sum(NdOps(L).mul(h, L.from_np(g))))
                     hs.append(h)
                 arr = (ctypes.c_void_p * (len(hs) + 1))(*(hs + [None]))  # a NULL entry is skipped
                 total = ctypes.c_double()
-                L.check_status(L.nd_clip_grad_norm(len(hs) + 1, arr, max_norm, ctypes.byref(total)),
-                               "nd_clip_grad_norm")
+                L.nd_clip_grad_norm(len(hs) + 1, arr, max_norm, ctypes.byref(total))
                 atol, rtol = orc.tolerance(nd_dtype_of_np(dt), "reduce", 20)
                 ok, err, note = orc.compare(np.asarray(total.value), np.asarray(want_total), atol, rtol)
                 if not ok:
                     problems.append("total norm: " + note)
                 for k, h in enumerate(hs):
-                    ok, err, note = orc.compare(L.to_np(L.nd_grad(h)), want[k], atol, rtol)
+                    ok, err, note = orc.compare(L.to_np(L.check(L.nd_grad(h), "nd_grad")), want[k], atol, rtol)
                     if not ok:
                         problems.append("clipped grad[%d]: %s" % (k, note))
                 gn = ctypes.c_double()
-                L.check_status(L.nd_global_norm(len(hs) + 1, arr, ctypes.byref(gn)), "nd_global_norm")
+                L.nd_global_norm(len(hs) + 1, arr, ctypes.byref(gn))
                 ok, err, note = orc.compare(np.asarray(gn.value), np.asarray(want_global), atol, rtol)
                 if not ok:
                     problems.append("global norm of the parameters: " + note)
-            except NdError as e:
-                problems.append("ndgrad error: " + str(e))
+            except Exception as e:
+                problems.append("ndgrad error: " + reason(e))
             finally:
-                L.nd_scope_end()
+                scope_error = L.end_scope()
+            if scope_error:
+                problems.append("nd_scope_end failed: " + scope_error)
             if L.nd_live_tensors() != before_t:
                 problems.append("leak")
             if problems:
@@ -2607,8 +2756,12 @@ def main():
     for section in (elementwise_binary, elementwise_unary, scalar_ops, where_ops, comparisons, promotions,
                     reductions, matmuls, views, edge_values, reprs,
                     new_unary, new_binary, new_reductions, new_shape_ops, new_numerics, double_backward,
-                    nn_ops, dropout_cases, grad_norm_cases, nn_double_backward):
-        section(orc)
+                    nn_ops, dropout_cases, grad_norm_cases, nn_double_backward, error_paths):
+        try:
+            section(orc)
+        except Exception as e:  # outside any case (cases catch their own): one more failed case
+            orc.cases += 1
+            orc.fail(section.__name__, "-", [], "the section raised", "-", reason(e))
     coverage(orc)  # last: counts the backward passes of every case above
     print("oracle: %d cases, %d failed" % (orc.cases, orc.failed))
     return 1 if orc.failed else 0
