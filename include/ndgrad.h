@@ -414,8 +414,11 @@ nd_tensor *nd_bmm(nd_tensor *a, nd_tensor *b);    /* [b,n,k] @ [b,k,m] only */
  * Results do not depend on the thread count. */
 nd_status nd_set_num_threads(int n);
 int nd_get_num_threads(void);
-/* The GEMM micro-kernel this process uses: "avx512", "avx2" or "generic" (chosen from the CPU at
- * first use; the environment variable NDGRAD_GEMM=avx2|generic forces a slower one), or
+/* The vector level every CPU kernel of this process runs: "avx512" (x86-64-v4), "avx2"
+ * (x86-64-v3) or "generic" (baseline), the best the CPU and OS support, chosen at first use. The
+ * environment variable NDGRAD_ISA=avx2|generic caps it (NDGRAD_GEMM is read when it is unset). */
+const char *nd_cpu_isa(void);
+/* The GEMM micro-kernel this process uses: the level's name as nd_cpu_isa() gives it, or
  * "openblas" in a `make BLAS=openblas` build. */
 const char *nd_gemm_kernel(void);
 

@@ -159,7 +159,8 @@ typedef struct nd_backend {
     void (*release_scratch)(void);
 } nd_backend;
 
+/* The backend in use: the CPU backend's table for the vector level chosen at first use
+ * (src/backend/cpu/isa.c). */
 const nd_backend *nd_backend_get(void);
-extern const nd_backend nd_cpu_backend;
 
 #endif

@@ -25,7 +25,7 @@ static inline int64_t visible(const nd_attention_geometry *g, int64_t i)
 }
 
 /* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
-VECTOR_CLONES static float softmax_row_f32(float *row, int64_t n, int64_t S, float scale)
+static float softmax_row_f32(float *row, int64_t n, int64_t S, float scale)
 {
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
@@ -73,7 +73,7 @@ static double softmax_row_f64(double *row, int64_t n, int64_t S, double scale)
 }
 
 /* Probabilities again from the scores and the saved log-sum-exp. */
-VECTOR_CLONES static void recompute_row_f32(float *row, int64_t n, int64_t S, float scale, float lse)
+static void recompute_row_f32(float *row, int64_t n, int64_t S, float scale, float lse)
 {
     for (int64_t j = 0; j < n; j++)
         row[j] = fast_expf(row[j] * scale - lse);
@@ -91,7 +91,7 @@ static void recompute_row_f64(double *row, int64_t n, int64_t S, double scale, d
 
 /* dS = P (dP - Σ_j P dP) scale, in place over dP. */
 #define SCORE_GRAD_ROW(T)                                                                            \
-    VECTOR_CLONES static void score_grad_row_##T(const T *p, T *dp, int64_t n, int64_t S, T scale)   \
+    static void score_grad_row_##T(const T *p, T *dp, int64_t n, int64_t S, T scale)   \
     {                                                                                                \
         double dot = 0;                                                                              \
         for (int64_t j = 0; j < n; j++)                                                              \

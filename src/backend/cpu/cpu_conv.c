@@ -194,29 +194,19 @@ static inline double pick_double(bool t, double a, double b)
     return a;
 }
 
-/* The 2x2 stride-2 float32 pooling rows with AVX-512: 16 windows at a time from two input rows,
- * even and odd columns split by a permute, masked loads and stores at the row's end (pooled rows
- * are only 7 or 14 wide in a small CNN, too short for the compiler's own vector loops). */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The 2x2 stride-2 float32 pooling rows, explicitly vectorised (pooled rows are only 7 or 14 wide
+ * in a small CNN, too short for the compiler's own vector loops): W windows at a time from two
+ * input rows, even and odd columns split by permutes, masked loads and stores at the row's end.
+ * Layout: r0, r1 are two consecutive input rows (2 * ow floats used), o / dy one pooled row of ow,
+ * d0, d1 the two gradient rows. NaN wins, and the last NaN, as in PyTorch. */
+#if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
-#define HAVE_POOL_AVX512 1
-
-static bool pool_avx512(void)
-{
-    static int known; /* 0 unknown, 1 no, 2 yes: the answer depends only on the CPU */
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (!k) {
-        __builtin_cpu_init();
-        k = __builtin_cpu_supports("avx512f") ? 2 : 1;
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k == 2;
-}
+#define HAVE_POOL_ROWS 1
 
 static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
 /* Columns 2i (even) or 2i+1 (odd) of 32 floats at p, of which only `valid` exist. */
-__attribute__((target("avx512f"))) static inline void split_pairs(const float *p, int64_t valid, __m512 *even, __m512 *odd)
+static inline void split_pairs(const float *p, int64_t valid, __m512 *even, __m512 *odd)
 {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -227,13 +217,13 @@ __attribute__((target("avx512f"))) static inline void split_pairs(const float *p
 }
 
 /* m, or v where v > m or v is NaN (so a NaN wins, and the last NaN) */
-__attribute__((target("avx512f"))) static inline __m512 max_step(__m512 m, __m512 v)
+static inline __m512 max_step(__m512 m, __m512 v)
 {
     __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     return _mm512_mask_blend_ps(take, m, v);
 }
 
-__attribute__((target("avx512f"))) static void pair_max_row_avx512(const float *r0, const float *r1, float *o, int64_t ow)
+static void pair_max_row(const float *r0, const float *r1, float *o, int64_t ow)
 {
     for (int64_t ox = 0; ox < ow; ox += 16) {
         int64_t n = ow - ox < 16 ? ow - ox : 16;
@@ -245,8 +235,7 @@ __attribute__((target("avx512f"))) static void pair_max_row_avx512(const float *
 }
 
 /* dy of each window to its first maximum (or last NaN); writes all four places of every window. */
-__attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const float *r0, const float *r1, const float *dy,
-                                                                       float *d0, float *d1, int64_t ow)
+static void pair_max_grad_row(const float *r0, const float *r1, const float *dy, float *d0, float *d1, int64_t ow)
 {
     const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -277,6 +266,82 @@ __attribute__((target("avx512f"))) static void pair_max_grad_row_avx512(const fl
         _mm512_mask_storeu_ps(d1 + 2 * ox + 16, hi, _mm512_permutex2var_ps(gc, hi_idx, gd));
     }
 }
+
+#elif ND_ISA_LEVEL == ND_ISA_AVX2
+#include <immintrin.h>
+#define HAVE_POOL_ROWS 1
+
+/* A load/store mask of the first n (0..8) lanes. */
+static inline __m256i first_lanes(int64_t n)
+{
+    static const int32_t ones_then_zeros[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - n));
+}
+
+/* Columns 2i (even) or 2i+1 (odd) of 16 floats at p, of which only `valid` exist. The in-lane
+ * shuffle gives [e0 e1 E0 E1 | e2 e3 E2 E3] (e from the low vector, E from the high one); the
+ * 64-bit permute puts the lanes in order. */
+static inline void split_pairs(const float *p, int64_t valid, __m256 *even, __m256 *odd)
+{
+    __m256 lo = _mm256_maskload_ps(p, first_lanes(valid)), hi = _mm256_maskload_ps(p + 8, first_lanes(valid - 8));
+    __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+static inline __m256 is_nan(__m256 v) { return _mm256_cmp_ps(v, v, _CMP_UNORD_Q); }
+
+/* m, or v where v > m or v is NaN (so a NaN wins, and the last NaN) */
+static inline __m256 max_step(__m256 m, __m256 v)
+{
+    return _mm256_blendv_ps(m, v, _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), is_nan(v)));
+}
+
+static void pair_max_row(const float *r0, const float *r1, float *o, int64_t ow)
+{
+    for (int64_t ox = 0; ox < ow; ox += 8) {
+        int64_t n = ow - ox < 8 ? ow - ox : 8;
+        __m256 a, b, c, d;
+        split_pairs(r0 + 2 * ox, 2 * n, &a, &b);
+        split_pairs(r1 + 2 * ox, 2 * n, &c, &d);
+        _mm256_maskstore_ps(o + ox, first_lanes(n), max_step(max_step(max_step(a, b), c), d));
+    }
+}
+
+/* Even-place values a and odd-place values b back into one row: [a0 b0 a1 b1 ...] in two vectors. */
+static inline void interleave_store(float *dst, int64_t valid, __m256 a, __m256 b)
+{
+    __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b); /* [a0 b0 a1 b1 | a4 b4 a5 b5], [a2 ..| a6 ..] */
+    _mm256_maskstore_ps(dst, first_lanes(valid), _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_maskstore_ps(dst + 8, first_lanes(valid - 8), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* dy of each window to its first maximum (or last NaN); writes all four places of every window. */
+static void pair_max_grad_row(const float *r0, const float *r1, const float *dy, float *d0, float *d1, int64_t ow)
+{
+    for (int64_t ox = 0; ox < ow; ox += 8) {
+        int64_t n = ow - ox < 8 ? ow - ox : 8;
+        __m256 a, b, c, d;
+        split_pairs(r0 + 2 * ox, 2 * n, &a, &b);
+        split_pairs(r1 + 2 * ox, 2 * n, &c, &d);
+        __m256 m = max_step(max_step(max_step(a, b), c), d), g = _mm256_maskload_ps(dy + ox, first_lanes(n));
+        __m256 nan = is_nan(m), nb = is_nan(b), nc = is_nan(c), nd = is_nan(d);
+        __m256 ea = _mm256_cmp_ps(a, m, _CMP_EQ_OQ), eb = _mm256_cmp_ps(b, m, _CMP_EQ_OQ);
+        __m256 ec = _mm256_cmp_ps(c, m, _CMP_EQ_OQ);
+        /* numbers: the first equal place; NaN: the last NaN place (andnot(x, y) is ~x & y) */
+        const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        __m256 td = _mm256_or_ps(_mm256_and_ps(nan, nd),
+                                 _mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(nan, ea), _mm256_or_ps(eb, ec)), ones));
+        __m256 tc = _mm256_or_ps(_mm256_and_ps(nan, _mm256_andnot_ps(nd, nc)),
+                                 _mm256_andnot_ps(_mm256_or_ps(nan, _mm256_or_ps(ea, eb)), ec));
+        __m256 tb = _mm256_or_ps(_mm256_and_ps(nan, _mm256_andnot_ps(_mm256_or_ps(nd, nc), nb)),
+                                 _mm256_andnot_ps(_mm256_or_ps(nan, ea), eb));
+        __m256 ta = _mm256_or_ps(_mm256_andnot_ps(_mm256_or_ps(_mm256_or_ps(nd, nc), nb), nan), _mm256_andnot_ps(nan, ea));
+        interleave_store(d0 + 2 * ox, 2 * n, _mm256_and_ps(ta, g), _mm256_and_ps(tb, g));
+        interleave_store(d1 + 2 * ox, 2 * n, _mm256_and_ps(tc, g), _mm256_and_ps(td, g));
+    }
+}
 #endif
 
 /* The common pooling window: 2x2, stride 2, no padding or dilation (fast paths below). */
@@ -285,19 +350,19 @@ static inline bool pool_2x2(const nd_conv_geometry *g)
     return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 && g->dw == 1;
 }
 
-#ifdef HAVE_POOL_AVX512
-#define POOL_ROWS_AVX512(T) (sizeof(T) == 4 && pool_avx512())
+#ifdef HAVE_POOL_ROWS
+#define POOL_ROWS(T) (sizeof(T) == 4)
 #else
-#define POOL_ROWS_AVX512(T) 0
-#define pair_max_row_avx512(r0, r1, o, ow) ((void)0)
-#define pair_max_grad_row_avx512(r0, r1, dy, d0, d1, ow) ((void)0)
+#define POOL_ROWS(T) 0
+#define pair_max_row(r0, r1, o, ow) ((void)0)
+#define pair_max_grad_row(r0, r1, dy, d0, d1, ow) ((void)0)
 #endif
 
 /* Window maxima without indices (the backward finds each window's first maximum again from the
  * input). NaN wins, as in PyTorch. The common 2x2 stride-2 window without padding
  * has a loop the compiler vectorises. */
 #define MAXPOOL_VALUES_IMPL(NAME, T)                                                                \
-    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, T *out, int64_t p_begin, int64_t p_end) \
+    static void NAME(const nd_conv_geometry *g, const T *x, T *out, int64_t p_begin, int64_t p_end) \
     {                                                                                               \
         bool pair = pool_2x2(g);                                                                    \
         for (int64_t p = p_begin; p < p_end; p++) {                                                 \
@@ -306,8 +371,8 @@ static inline bool pool_2x2(const nd_conv_geometry *g)
             for (int64_t oy = 0; oy < g->oh; oy++) {                                                \
                 if (pair) {                                                                         \
                     const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
-                    if (POOL_ROWS_AVX512(T)) {                                                      \
-                        pair_max_row_avx512((const float *)r0, (const float *)r1, (float *)o + oy * g->ow, g->ow); \
+                    if (POOL_ROWS(T)) {                                                             \
+                        pair_max_row((const float *)r0, (const float *)r1, (float *)o + oy * g->ow, g->ow); \
                         continue;                                                                   \
                     }                                                                               \
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \
@@ -345,7 +410,7 @@ static inline bool pool_2x2(const nd_conv_geometry *g)
  * from x, so nothing but the input is kept for the backward (and an in-place change to the
  * pooled output does not matter, as in PyTorch); planes in parallel, windows in order. */
 #define MAXPOOL_BACKWARD_IMPL(NAME, T)                                                              \
-    VECTOR_CLONES static void NAME(const nd_conv_geometry *g, const T *x, const T *dy, T *dx, int64_t p_begin,   \
+    static void NAME(const nd_conv_geometry *g, const T *x, const T *dy, T *dx, int64_t p_begin,   \
                                    int64_t p_end)                                                   \
     {                                                                                               \
         bool pair = pool_2x2(g);                                                                    \
@@ -359,9 +424,9 @@ static inline bool pool_2x2(const nd_conv_geometry *g)
                     const T *r0 = plane + 2 * oy * g->w, *r1 = r0 + g->w;                           \
                     T *d0 = d + 2 * oy * g->w, *d1 = d0 + g->w;                                     \
                     const T *go = dy + (p * g->oh + oy) * g->ow;                                    \
-                    if (POOL_ROWS_AVX512(T)) {                                                      \
-                        pair_max_grad_row_avx512((const float *)r0, (const float *)r1, (const float *)go, \
-                                                 (float *)d0, (float *)d1, g->ow);                  \
+                    if (POOL_ROWS(T)) {                                                             \
+                        pair_max_grad_row((const float *)r0, (const float *)r1, (const float *)go,  \
+                                          (float *)d0, (float *)d1, g->ow);                         \
                         continue;                                                                   \
                     }                                                                               \
                     for (int64_t ox = 0; ox < g->ow; ox++) {                                        \

@@ -103,7 +103,7 @@ static void drive(const nd_iter *it, inner_fn fn)
 /* ------------------------------------------------------------------ binary */
 
 #define BINARY_KERNEL(NAME, T, OT, EXPR)                                                              \
-    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                 \
         OT *O = (OT *)o;                                                                              \
         if (so == (int64_t)sizeof(OT) && sa == (int64_t)sizeof(T) && sb == (int64_t)sizeof(T)) {     \
@@ -245,7 +245,7 @@ static void cpu_binary(nd_binop op, nd_dtype dtype, const nd_iter *it)
 /* ------------------------------------------------------------------ unary */
 
 #define UNARY_KERNEL(NAME, T, EXPR)                                                                    \
-    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         const double *P = (const double *)b; /* the op's parameters ride in operand 2 */               \
         (void)P;                                                                                       \
@@ -411,7 +411,7 @@ static inline int64_t to_i64(double v)
 }
 
 #define CAST_KERNEL(NAME, FT, TT, EXPR)                                                                \
-    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         (void)b;                                                                                       \
         (void)sb;                                                                                      \
@@ -460,7 +460,7 @@ static void cpu_cast(nd_dtype to, nd_dtype from, const nd_iter *it) { drive_elem
 /* ------------------------------------------------------------------ sum */
 
 #define ACC_KERNEL(NAME, T, AT)                                                                        \
-    VECTOR_CLONES static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
+    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) \
     {                                                                                                  \
         (void)b;                                                                                       \
         (void)sb;                                                                                      \
@@ -775,4 +775,3 @@ const nd_backend nd_cpu_backend = {
     .attention_backward = nd_cpu_attention_backward,
 };
 
-const nd_backend *nd_backend_get(void) { return &nd_cpu_backend; }

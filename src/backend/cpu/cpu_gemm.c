@@ -2,214 +2,348 @@
  * column panels shared by all threads, each thread packs its MC x KC block of A into MR-row
  * panels (both in per-thread scratch slots, threads.c), and a register-blocked micro-kernel
  * multiplies one MR x KC panel by one KC x NR panel.
- * The micro-kernel is chosen at run time (AVX-512, AVX2+FMA, or portable C), so one binary runs
- * on any x86-64. Every element of C is computed by exactly one thread with the same K blocking,
+ * Each vector level's copy of this file (isa.h) has its own micro-kernel (AVX-512, AVX2+FMA, or
+ * portable C) and tile size. Every element of C is computed by exactly one thread with the same K blocking,
  * so results do not depend on the thread count (unless a thread cannot get its packing buffer:
  * its rows are then summed by a plain loop, which may differ in the last bits). */
 #include "backend/backend.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
 #endif
 
 enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 
-/* A micro-kernel: c[i*rs + j] (+)= sum_p a[p*MR + i] * b[p*NR + j] for the full MR x NR tile. */
-typedef void (*kernel_f32)(int64_t k, const float *a, const float *b, float *c, int64_t rs, bool accumulate);
-typedef void (*kernel_f64)(int64_t k, const double *a, const double *b, double *c, int64_t rs, bool accumulate);
+/* ------------------------------------------------------------------ micro-kernels */
 
-typedef struct gemm_arch {
-    const char *name;
-    int mr32, nr32, mr64, nr64;
-    kernel_f32 k32;
-    kernel_f64 k64;
-} gemm_arch;
+/* A micro-kernel: C[i*rs + j] (+)= sum_p A[p*MR + i] * B[p*NR + j] over one full MR x NR tile.
+ * Layouts: A is a packed MR-row panel (column p holds MR consecutive values), B a packed NR-column
+ * panel (row p holds NR consecutive values, 64-byte aligned), C row-major with row stride rs.
+ * The SIMD kernels name every accumulator (c0a, c0b, ...) instead of indexing an array: gcc kept
+ * an `__m256 acc[6][2]` array in memory and stored ten accumulators to the stack on every k step
+ * (2.5x slower); named values stay in registers with both compilers. tests/check_kernels.sh reads
+ * the compiled code of every micro-kernel, with gcc and clang at -O2 and -O3, and fails on any
+ * stack access. One level's copy of this file holds only its own kernels. */
 
-/* ------------------------------------------------------------------ portable kernels */
-
-#define GENERIC_KERNEL(NAME, T, MR, NR)                                                           \
-    static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate)        \
-    {                                                                                             \
-        T acc[MR][NR] = {{0}};                                                                    \
-        for (int64_t p = 0; p < k; p++)                                                           \
-            for (int i = 0; i < MR; i++) {                                                        \
-                T av = a[p * MR + i];                                                             \
-                for (int j = 0; j < NR; j++)                                                      \
-                    acc[i][j] += av * b[p * NR + j];                                              \
-            }                                                                                     \
-        for (int i = 0; i < MR; i++)                                                              \
-            for (int j = 0; j < NR; j++)                                                          \
-                c[i * rs + j] = accumulate ? c[i * rs + j] + acc[i][j] : acc[i][j];               \
+/* The SIMD kernels are written once over these vector names, defined per level and type just
+ * before each kernel is stamped out: VEC the register type, W floats or doubles per vector. */
+#define KERNEL_(NAME, T, MR, W)                                                                     \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate)          \
+    {                                                                                              \
+        ROWS_(DECLARE_)                                                                            \
+        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+            VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
+            ROWS_(UPDATE_)                                                                         \
+        }                                                                                          \
+        ROWS_(STORE_)                                                                              \
     }
+#define DECLARE_(i) VEC c##i##a = VZERO(), c##i##b = c##i##a;
+#define UPDATE_(i)                                                                                 \
+    {                                                                                              \
+        VEC ai = VSET1(a[i]);                                                                      \
+        c##i##a = VFMA(ai, b0, c##i##a);                                                           \
+        c##i##b = VFMA(ai, b1, c##i##b);                                                           \
+    }
+#define STORE_(i)                                                                                  \
+    if (accumulate) {                                                                              \
+        c##i##a = VADD(c##i##a, VLOADU(c + i * rs));                                               \
+        c##i##b = VADD(c##i##b, VLOADU(c + i * rs + VW));                                          \
+    }                                                                                              \
+    VSTOREU(c + i * rs, c##i##a);                                                                  \
+    VSTOREU(c + i * rs + VW, c##i##b);
 
-GENERIC_KERNEL(generic_f32, float, 4, 8)
-GENERIC_KERNEL(generic_f64, double, 4, 4)
+#if ND_ISA_LEVEL == ND_ISA_AVX512
+#include <immintrin.h>
+/* float32 12 x 32 (24 zmm accumulators, two B vectors, one broadcast at a time); float64 12 x 16. */
+enum { MR32 = 12, NR32 = 32, MR64 = 12, NR64 = 16 };
+#define ROWS_(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define VEC __m512
+#define VW 16
+#define VZERO _mm512_setzero_ps
+#define VLOAD _mm512_load_ps
+#define VLOADU _mm512_loadu_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VADD _mm512_add_ps
+#define VSTOREU _mm512_storeu_ps
+KERNEL_(ukernel_f32, float, 12, 16)
+#undef VEC
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VLOADU
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VSTOREU
+#define VEC __m512d
+#define VW 8
+#define VZERO _mm512_setzero_pd
+#define VLOAD _mm512_load_pd
+#define VLOADU _mm512_loadu_pd
+#define VSET1 _mm512_set1_pd
+#define VFMA _mm512_fmadd_pd
+#define VADD _mm512_add_pd
+#define VSTOREU _mm512_storeu_pd
+KERNEL_(ukernel_f64, double, 12, 8)
 
-/* ------------------------------------------------------------------ AVX2 + FMA kernels */
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_X86_KERNELS 1
-
-/* 6 x 16 floats: 12 ymm accumulators. */
-__attribute__((target("avx2,fma"))) static void avx2_f32(int64_t k, const float *a, const float *b, float *c,
-                                                         int64_t rs, bool accumulate)
+/* Packing: dst[p * width + r] = src[r * rs + p] for r < width, p < kc (width rows of src, each
+ * contiguous along p, interleaved into the panel layout), 16 x 16 blocks at a time through a
+ * register transpose (unpack 32-bit, unpack 64-bit, then two 128-bit lane shuffles), stored with
+ * masked stores of the width's lanes. Columns past the last whole block are copied one by one. */
+#define HAVE_TRANSPOSE_PACK 1
+#define R16_(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+/* One 16 x 16 block: w rows of 16 floats at s0 (rows rs apart) into 16 columns of w lanes at d0
+ * (columns `width` floats apart). A function of its own, so the compiler never unrolls two
+ * blocks into one body and runs out of the 32 registers. */
+__attribute__((noinline)) static void transpose_block16(const float *s0, int64_t rs, int w, float *d0, int width)
 {
-    __m256 acc[6][2];
-    for (int i = 0; i < 6; i++)
-        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int64_t p = 0; p < k; p++) {
-        __m256 b0 = _mm256_loadu_ps(b + p * 16), b1 = _mm256_loadu_ps(b + p * 16 + 8);
-        for (int i = 0; i < 6; i++) {
-            __m256 av = _mm256_broadcast_ss(a + p * 6 + i);
-            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-        }
+#define LOAD_(i) __m512 r##i = i < w ? _mm512_loadu_ps(s0 + i * rs) : _mm512_setzero_ps();
+    R16_(LOAD_)
+#undef LOAD_
+#define PAIR_(a, b) __m512 t##a = _mm512_unpacklo_ps(r##a, r##b), t##b = _mm512_unpackhi_ps(r##a, r##b);
+    PAIR_(0, 1) PAIR_(2, 3) PAIR_(4, 5) PAIR_(6, 7) PAIR_(8, 9) PAIR_(10, 11) PAIR_(12, 13) PAIR_(14, 15)
+#undef PAIR_
+#define QUAD_(g, a, b, c, d)                                                                        \
+    __m512 u##a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))); \
+    __m512 u##b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))); \
+    __m512 u##c = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d))); \
+    __m512 u##d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d)));
+    QUAD_(0, 0, 1, 2, 3) QUAD_(1, 4, 5, 6, 7) QUAD_(2, 8, 9, 10, 11) QUAD_(3, 12, 13, 14, 15)
+#undef QUAD_
+    /* u(4g + j) holds, in 128-bit lane L, element 4L + j of rows 4g..4g+3 */
+    const __mmask16 lanes = (__mmask16)((1u << w) - 1u);
+#define COLS_(j, a, b, c, e)                                                                        \
+    {                                                                                              \
+        __m512 x = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(2, 0, 2, 0));                       \
+        __m512 y = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(3, 1, 3, 1));                       \
+        __m512 x2 = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(2, 0, 2, 0));                      \
+        __m512 y2 = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(3, 1, 3, 1));                      \
+        _mm512_mask_storeu_ps(d0 + (j)*width, lanes, _mm512_shuffle_f32x4(x, x2, _MM_SHUFFLE(2, 0, 2, 0)));      \
+        _mm512_mask_storeu_ps(d0 + (j + 8) * width, lanes, _mm512_shuffle_f32x4(x, x2, _MM_SHUFFLE(3, 1, 3, 1))); \
+        _mm512_mask_storeu_ps(d0 + (j + 4) * width, lanes, _mm512_shuffle_f32x4(y, y2, _MM_SHUFFLE(2, 0, 2, 0))); \
+        _mm512_mask_storeu_ps(d0 + (j + 12) * width, lanes, _mm512_shuffle_f32x4(y, y2, _MM_SHUFFLE(3, 1, 3, 1))); \
     }
-    for (int i = 0; i < 6; i++) {
-        float *row = c + i * rs;
-        if (accumulate) {
-            acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(row));
-            acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(row + 8));
-        }
-        _mm256_storeu_ps(row, acc[i][0]);
-        _mm256_storeu_ps(row + 8, acc[i][1]);
-    }
+    COLS_(0, 0, 4, 8, 12) COLS_(1, 1, 5, 9, 13) COLS_(2, 2, 6, 10, 14) COLS_(3, 3, 7, 11, 15)
+#undef COLS_
 }
 
-/* 6 x 8 doubles: 12 ymm accumulators. */
-__attribute__((target("avx2,fma"))) static void avx2_f64(int64_t k, const double *a, const double *b, double *c,
-                                                         int64_t rs, bool accumulate)
+__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int width, int64_t kc, float *dst)
 {
-    __m256d acc[6][2];
-    for (int i = 0; i < 6; i++)
-        acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-    for (int64_t p = 0; p < k; p++) {
-        __m256d b0 = _mm256_loadu_pd(b + p * 8), b1 = _mm256_loadu_pd(b + p * 8 + 4);
-        for (int i = 0; i < 6; i++) {
-            __m256d av = _mm256_broadcast_sd(a + p * 6 + i);
-            acc[i][0] = _mm256_fmadd_pd(av, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_pd(av, b1, acc[i][1]);
-        }
-    }
-    for (int i = 0; i < 6; i++) {
-        double *row = c + i * rs;
-        if (accumulate) {
-            acc[i][0] = _mm256_add_pd(acc[i][0], _mm256_loadu_pd(row));
-            acc[i][1] = _mm256_add_pd(acc[i][1], _mm256_loadu_pd(row + 4));
-        }
-        _mm256_storeu_pd(row, acc[i][0]);
-        _mm256_storeu_pd(row + 4, acc[i][1]);
-    }
+    int64_t p = 0;
+    for (; p + 16 <= kc; p += 16)
+        for (int row0 = 0; row0 < width; row0 += 16)
+            transpose_block16(src + row0 * rs + p, rs, width - row0 < 16 ? width - row0 : 16, dst + p * width + row0, width);
+    for (; p < kc; p++)
+        for (int r = 0; r < width; r++)
+            dst[p * width + r] = src[r * rs + p];
 }
 
-/* ------------------------------------------------------------------ AVX-512 kernels */
+#elif ND_ISA_LEVEL == ND_ISA_AVX2
+#include <immintrin.h>
+/* float32 6 x 16 (12 ymm accumulators, two B vectors, one broadcast at a time); float64 6 x 8. */
+enum { MR32 = 6, NR32 = 16, MR64 = 6, NR64 = 8 };
+#define ROWS_(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define VEC __m256
+#define VW 8
+#define VZERO _mm256_setzero_ps
+#define VLOAD _mm256_load_ps
+#define VLOADU _mm256_loadu_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VADD _mm256_add_ps
+#define VSTOREU _mm256_storeu_ps
+KERNEL_(ukernel_f32, float, 6, 8)
+#undef VEC
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VLOADU
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VSTOREU
+#define VEC __m256d
+#define VW 4
+#define VZERO _mm256_setzero_pd
+#define VLOAD _mm256_load_pd
+#define VLOADU _mm256_loadu_pd
+#define VSET1 _mm256_set1_pd
+#define VFMA _mm256_fmadd_pd
+#define VADD _mm256_add_pd
+#define VSTOREU _mm256_storeu_pd
+KERNEL_(ukernel_f64, double, 6, 4)
 
-/* 12 x 32 floats: 24 zmm accumulators, two B vectors, one broadcast. */
-__attribute__((target("avx512f"))) static void avx512_f32(int64_t k, const float *a, const float *b, float *c,
-                                                          int64_t rs, bool accumulate)
+/* Packing: dst[p * width + r] = src[r * rs + p] for r < width, p < kc (width rows of src, each
+ * contiguous along p, interleaved into the panel layout), 8 x 8 blocks at a time through a register
+ * transpose. A block narrower than 8 rows (width 6) is stored 8 lanes at a time in increasing
+ * order, each store's two extra lanes overwritten by the next one, and the block's last column
+ * lane by lane. Columns past the last whole block are copied one by one. */
+#define HAVE_TRANSPOSE_PACK 1
+__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int width, int64_t kc, float *dst)
 {
-    __m512 acc[12][2];
-    for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < k; p++) {
-        __m512 b0 = _mm512_loadu_ps(b + p * 32), b1 = _mm512_loadu_ps(b + p * 32 + 16);
-        const float *ap = a + p * 12;
-        for (int i = 0; i < 12; i++) {
-            __m512 av = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8)
+        for (int row0 = 0; row0 < width; row0 += 8) {
+            int w = width - row0 < 8 ? width - row0 : 8;
+            const float *s0 = src + row0 * rs + p;
+#define LOAD_(i) __m256 r##i = i < w ? _mm256_loadu_ps(s0 + i * rs) : _mm256_setzero_ps();
+            LOAD_(0) LOAD_(1) LOAD_(2) LOAD_(3) LOAD_(4) LOAD_(5) LOAD_(6) LOAD_(7)
+#undef LOAD_
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            __m256 c0 = _mm256_permute2f128_ps(u0, u4, 0x20), c1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+            __m256 c2 = _mm256_permute2f128_ps(u2, u6, 0x20), c3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+            __m256 c4 = _mm256_permute2f128_ps(u0, u4, 0x31), c5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+            __m256 c6 = _mm256_permute2f128_ps(u2, u6, 0x31), c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+            float *d0 = dst + p * width + row0;
+            _mm256_storeu_ps(d0, c0);
+            _mm256_storeu_ps(d0 + width, c1);
+            _mm256_storeu_ps(d0 + 2 * width, c2);
+            _mm256_storeu_ps(d0 + 3 * width, c3);
+            _mm256_storeu_ps(d0 + 4 * width, c4);
+            _mm256_storeu_ps(d0 + 5 * width, c5);
+            _mm256_storeu_ps(d0 + 6 * width, c6);
+            if (w == 8) {
+                _mm256_storeu_ps(d0 + 7 * width, c7);
+            } else { /* w == 6, the only narrower width (MR) */
+                _mm_storeu_ps(d0 + 7 * width, _mm256_castps256_ps128(c7));
+                _mm_storel_pi((__m64 *)(void *)(d0 + 7 * width + 4), _mm256_extractf128_ps(c7, 1));
+            }
         }
-    }
-    for (int i = 0; i < 12; i++) {
-        float *row = c + i * rs;
-        if (accumulate) {
-            acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(row));
-            acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, acc[i][0]);
-        _mm512_storeu_ps(row + 16, acc[i][1]);
-    }
+    for (; p < kc; p++)
+        for (int r = 0; r < width; r++)
+            dst[p * width + r] = src[r * rs + p];
 }
 
-/* 12 x 16 doubles: 24 zmm accumulators. */
-__attribute__((target("avx512f"))) static void avx512_f64(int64_t k, const double *a, const double *b, double *c,
-                                                          int64_t rs, bool accumulate)
-{
-    __m512d acc[12][2];
-    for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-    for (int64_t p = 0; p < k; p++) {
-        __m512d b0 = _mm512_loadu_pd(b + p * 16), b1 = _mm512_loadu_pd(b + p * 16 + 8);
-        const double *ap = a + p * 12;
-        for (int i = 0; i < 12; i++) {
-            __m512d av = _mm512_set1_pd(ap[i]);
-            acc[i][0] = _mm512_fmadd_pd(av, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_pd(av, b1, acc[i][1]);
-        }
-    }
-    for (int i = 0; i < 12; i++) {
-        double *row = c + i * rs;
-        if (accumulate) {
-            acc[i][0] = _mm512_add_pd(acc[i][0], _mm512_loadu_pd(row));
-            acc[i][1] = _mm512_add_pd(acc[i][1], _mm512_loadu_pd(row + 8));
-        }
-        _mm512_storeu_pd(row, acc[i][0]);
-        _mm512_storeu_pd(row + 8, acc[i][1]);
-    }
-}
-#endif
-
-static const gemm_arch ARCH_GENERIC = {"generic", 4, 8, 4, 4, generic_f32, generic_f64};
-#ifdef HAVE_X86_KERNELS
-static const gemm_arch ARCH_AVX2 = {"avx2", 6, 16, 6, 8, avx2_f32, avx2_f64};
-static const gemm_arch ARCH_AVX512 = {"avx512", 12, 32, 12, 16, avx512_f32, avx512_f64};
-#endif
-
-static const gemm_arch *choose_arch(void)
-{
-    const char *force = getenv("NDGRAD_GEMM");
-#ifdef HAVE_X86_KERNELS
-    __builtin_cpu_init();
-    bool avx512 = __builtin_cpu_supports("avx512f");
-    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (force && !strcmp(force, "generic"))
-        return &ARCH_GENERIC;
-    if (force && !strcmp(force, "avx2") && avx2)
-        return &ARCH_AVX2;
-    if (avx512)
-        return &ARCH_AVX512;
-    if (avx2)
-        return &ARCH_AVX2;
 #else
-    (void)force;
-#endif
-    return &ARCH_GENERIC;
-}
-
-static const gemm_arch *arch(void)
+/* Portable: GNU C vector types of 16 bytes, which gcc and clang map to SSE2 on x86-64 (and to NEON
+ * or plain registers elsewhere). float32 4 x 8, float64 4 x 4: eight accumulators. No FMA at
+ * this level: a multiply and an add, which C11 keeps unfused. */
+enum { MR32 = 4, NR32 = 8, MR64 = 4, NR64 = 4 };
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v2d __attribute__((vector_size(16)));
+static inline v4f load_v4f(const float *p)
 {
-    static const gemm_arch *chosen; /* set once; the choice depends only on the CPU */
-    const gemm_arch *a = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
-    if (!a) {
-        a = choose_arch();
-        __atomic_store_n(&chosen, a, __ATOMIC_RELEASE);
-    }
-    return a;
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
+static inline v2d load_v2d(const double *p)
+{
+    v2d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store_v4f(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+static inline void store_v2d(double *p, v2d v) { memcpy(p, &v, sizeof v); }
+#define ROWS_(X) X(0) X(1) X(2) X(3)
+#define VEC v4f
+#define VW 4
+#define VZERO() ((v4f){0, 0, 0, 0})
+#define VLOAD load_v4f
+#define VLOADU load_v4f
+#define VSET1(x) ((v4f){(x), (x), (x), (x)})
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSTOREU store_v4f
+KERNEL_(ukernel_f32, float, 4, 4)
+#undef VEC
+#undef VW
+#undef VZERO
+#undef VLOAD
+#undef VLOADU
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VSTOREU
+#define VEC v2d
+#define VW 2
+#define VZERO() ((v2d){0, 0})
+#define VLOAD load_v2d
+#define VLOADU load_v2d
+#define VSET1(x) ((v2d){(x), (x)})
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VADD(a, b) ((a) + (b))
+#define VSTOREU store_v2d
+KERNEL_(ukernel_f64, double, 4, 2)
+#endif
+
+#ifndef HAVE_TRANSPOSE_PACK
+#define transpose_pack_f32(src, rs, width, kc, dst) ((void)0)
+#define TRANSPOSE_PACK(T) 0
+#else
+#define TRANSPOSE_PACK(T) (sizeof(T) == 4)
+#endif
+
+/* One panel: dst[p * width + r] = src[r * rs + p * ps] for r < rows and p < kc, zeros for rows <= r <
+ * width. An A panel is `rows` rows of A (rs its row stride, ps its column stride); a B panel is
+ * `rows` columns of B (rs its column stride, ps its row stride). Full panels whose values for one
+ * p are adjacent are row copies; full float32 panels whose rows run along p are transposed in
+ * registers; the rest go element by element. Called with width a compile-time constant. */
+#define PACK_PANEL(T, SUFFIX)                                                                        \
+    static inline void pack_panel_##SUFFIX(const T *src, int64_t rs, int64_t ps, int64_t rows, int width, int64_t kc, \
+                                           T *dst)                                                   \
+    {                                                                                                \
+        if (rs == 1 && rows == width) {                                                              \
+            for (int64_t p = 0; p < kc; p++)                                                         \
+                memcpy(dst + p * width, src + p * ps, sizeof(T) * (size_t)width);                    \
+            return;                                                                                  \
+        }                                                                                            \
+        if (TRANSPOSE_PACK(T) && ps == 1 && rows == width) {                                         \
+            transpose_pack_f32((const float *)src, rs, width, kc, (float *)dst);                     \
+            return;                                                                                  \
+        }                                                                                            \
+        for (int64_t p = 0; p < kc; p++) {                                                           \
+            T *d = dst + p * width;                                                                  \
+            for (int64_t r = 0; r < rows; r++)                                                       \
+                d[r] = src[r * rs + p * ps];                                                         \
+            for (int64_t r = rows; r < width; r++)                                                   \
+                d[r] = 0;                                                                            \
+        }                                                                                            \
+    }
+PACK_PANEL(float, f32)
+PACK_PANEL(double, f64)
 
 #ifdef ND_USE_OPENBLAS
 const char *nd_cpu_gemm_kernel_name(void) { return "openblas"; } /* for every layout it can take */
 #else
-const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
+const char *nd_cpu_gemm_kernel_name(void) { return ND_ISA_STRING; }
 #endif
 
 /* ------------------------------------------------------------------ the blocked driver */
 
-#define GEMM_DRIVER(T, SUFFIX, KERNEL_FIELD, MR_FIELD, NR_FIELD)                                        \
+/* Asks for the lines of the next C tile while the micro-kernel works on this one: a tile of a
+ * large C is read (when accumulating) and written only after the kernel's k loop, each of its rows
+ * a different, far line (every K block passes over all of C), so without this the stores wait on
+ * memory (a quarter of a 2048 x 2048 product's time here). The kernel itself issues no prefetches:
+ * they cost its loop registers and measured slower. `first` is the tile's first element, `rows`
+ * rows of `row_bytes` (whole lines are asked for), `stride` bytes apart. */
+static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride, int64_t row_bytes)
+{
+#if defined(__SSE__) || defined(__x86_64__)
+    const char *p = first;
+    for (int64_t r = 0; r < rows; r++, p += stride) {
+        _mm_prefetch(p, _MM_HINT_T0);
+        _mm_prefetch(p + row_bytes - 1, _MM_HINT_T0);
+    }
+#else
+    (void)first, (void)rows, (void)stride, (void)row_bytes;
+#endif
+}
+
+#define GEMM_DRIVER(T, SUFFIX, MR, NR)                                        \
     typedef struct job_##SUFFIX {                                                                      \
         int64_t m, n, k;                                                                               \
         const T *a;                                                                                    \
@@ -234,18 +368,7 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
         for (int64_t panel = begin; panel < end; panel++) {                                            \
             T *dst = j->bpack + panel * j->kc * nr;                                                    \
             int64_t col0 = j->jc + panel * nr, cols = j->jc + j->nc - col0 < nr ? j->jc + j->nc - col0 : nr; \
-            for (int64_t p = 0; p < j->kc; p++) {                                                      \
-                const T *src = j->b + (j->pc + p) * j->br + col0 * j->bc;                              \
-                T *d = dst + p * nr;                                                                   \
-                if (j->bc == 1)                                                                        \
-                    for (int64_t q = 0; q < cols; q++)                                                 \
-                        d[q] = src[q];                                                                 \
-                else                                                                                   \
-                    for (int64_t q = 0; q < cols; q++)                                                 \
-                        d[q] = src[q * j->bc];                                                         \
-                for (int64_t q = cols; q < nr; q++)                                                    \
-                    d[q] = 0;                                                                          \
-            }                                                                                          \
+            pack_panel_##SUFFIX(j->b + j->pc * j->br + col0 * j->bc, j->bc, j->br, cols, NR, j->kc, dst);   \
         }                                                                                              \
     }                                                                                                  \
                                                                                                        \
@@ -275,16 +398,9 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
         for (int64_t pb = begin; pb < end; pb += panels_per_block) {                                   \
             int64_t pe = pb + panels_per_block < end ? pb + panels_per_block : end;                    \
             for (int64_t panel = pb; panel < pe; panel++) {                                            \
-                T *dst = apack + (panel - pb) * j->kc * mr;                                            \
                 int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;                 \
-                for (int64_t p = 0; p < j->kc; p++) {                                                  \
-                    const T *src = j->a + row0 * j->ar + (j->pc + p) * j->ac;                          \
-                    T *d = dst + p * mr;                                                               \
-                    for (int64_t r = 0; r < rows; r++)                                                 \
-                        d[r] = src[r * j->ar];                                                         \
-                    for (int64_t r = rows; r < mr; r++)                                                \
-                        d[r] = 0;                                                                      \
-                }                                                                                      \
+                pack_panel_##SUFFIX(j->a + row0 * j->ar + j->pc * j->ac, j->ar, j->ac, rows, MR, j->kc,  \
+                                    apack + (panel - pb) * j->kc * mr);                                \
             }                                                                                          \
             for (int64_t cp = 0; cp < col_panels; cp++) {                                              \
                 const T *bp = j->bpack + cp * j->kc * nr;                                              \
@@ -294,6 +410,13 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
                     const T *ap = apack + (panel - pb) * j->kc * mr;                                   \
                     T *cp0 = j->c + row0 * j->cr + col0 * j->cc;                                       \
                     bool accumulate = j->pc > 0 || j->accumulate;                                      \
+                    if (j->cc == 1 && panel + 1 < pe) /* the next tile: the next row panel, or the first */ \
+                        prefetch_tile(cp0 + mr * j->cr, j->m - row0 - mr < mr ? j->m - row0 - mr : mr, \
+                                      j->cr * (int64_t)sizeof(T), nr * (int64_t)sizeof(T));           \
+                    else if (j->cc == 1 && cp + 1 < col_panels) /* one of the next column panel */     \
+                        prefetch_tile(j->c + pb * mr * j->cr + col0 + nr, j->m - pb * mr < mr ? j->m - pb * mr : mr, \
+                                      j->cr * (int64_t)sizeof(T),                                      \
+                                      (cols < nr ? cols : nr) * (int64_t)sizeof(T));                   \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
                         j->kernel(j->kc, ap, bp, cp0, j->cr, accumulate);                              \
                     } else {                                                                           \
@@ -313,7 +436,6 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
                               const T *b, int64_t br, int64_t bc, T *c, int64_t cr, int64_t cc,        \
                               bool accumulate)                                                         \
     {                                                                                                  \
-        const gemm_arch *ar_ = arch();                                                                 \
         if (k == 0) { /* an empty sum: zeros, or C unchanged when accumulating */                      \
             for (int64_t i = 0; !accumulate && i < m; i++)                                             \
                 for (int64_t q = 0; q < n; q++)                                                        \
@@ -322,10 +444,10 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
         }                                                                                              \
         /* Fewer columns than a micro-tile is wide, more rows: compute Cᵀ = Bᵀ Aᵀ instead, so the    \
          * tiles are filled (a convolution's weight gradient with 9 columns runs 2-3x faster). */  \
-        if (n < ar_->NR_FIELD && m > n)                                                                \
+        if (n < NR && m > n)                                                                \
             return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate);               \
-        job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, ar_->MR_FIELD,   \
-                          ar_->NR_FIELD, ar_->KERNEL_FIELD, accumulate};                        \
+        job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, MR, NR,         \
+                          ukernel_##SUFFIX, accumulate};                                       \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
@@ -344,8 +466,8 @@ const char *nd_cpu_gemm_kernel_name(void) { return arch()->name; }
         return true;                                                                                   \
     }
 
-GEMM_DRIVER(float, f32, k32, mr32, nr32)
-GEMM_DRIVER(double, f64, k64, mr64, nr64)
+GEMM_DRIVER(float, f32, MR32, NR32)
+GEMM_DRIVER(double, f64, MR64, NR64)
 
 /* The fallback when no packing buffer can be had: slow, but correct and allocation-free. */
 #define NAIVE(T)                                                                                       \

@@ -1,8 +1,32 @@
-/* The CPU backend's kernels that live outside cpu_elementwise.c, where the backend table is. */
+/* The CPU backend's kernels that live outside cpu_elementwise.c, where the backend table is.
+ * Every cpu_*.c file is compiled once per vector level (isa.h): the names below are the current
+ * level's copies (nd_cpu_gemm is nd_cpu_gemm_avx2 in the AVX2 copy), so the kernels call their
+ * own level's helpers without naming it. */
 #ifndef ND_CPU_KERNELS_H
 #define ND_CPU_KERNELS_H
 
 #include "backend/backend.h"
+#include "backend/cpu/isa.h"
+
+#define nd_cpu_backend ND_ISA_NAME(nd_cpu_backend)
+#define nd_cpu_gemm ND_ISA_NAME(nd_cpu_gemm)
+#define nd_cpu_gemm_kernel_name ND_ISA_NAME(nd_cpu_gemm_kernel_name)
+#define nd_cpu_im2col ND_ISA_NAME(nd_cpu_im2col)
+#define nd_cpu_col2im ND_ISA_NAME(nd_cpu_col2im)
+#define nd_cpu_max_pool2d ND_ISA_NAME(nd_cpu_max_pool2d)
+#define nd_cpu_max_pool2d_backward ND_ISA_NAME(nd_cpu_max_pool2d_backward)
+#define nd_cpu_layer_norm_forward ND_ISA_NAME(nd_cpu_layer_norm_forward)
+#define nd_cpu_layer_norm_backward ND_ISA_NAME(nd_cpu_layer_norm_backward)
+#define nd_cpu_attention_forward ND_ISA_NAME(nd_cpu_attention_forward)
+#define nd_cpu_attention_backward ND_ISA_NAME(nd_cpu_attention_backward)
+#define nd_cpu_conv2d_forward ND_ISA_NAME(nd_cpu_conv2d_forward)
+#define nd_cpu_conv2d_backward ND_ISA_NAME(nd_cpu_conv2d_backward)
+#define nd_cpu_softmax_backward ND_ISA_NAME(nd_cpu_softmax_backward)
+#define nd_cpu_cross_entropy_forward ND_ISA_NAME(nd_cpu_cross_entropy_forward)
+#define nd_cpu_cross_entropy_backward ND_ISA_NAME(nd_cpu_cross_entropy_backward)
+
+/* This level's backend table (isa.c picks one of the levels' tables). */
+extern const nd_backend nd_cpu_backend;
 
 void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void *a,
                  const int64_t a_strides[3], const void *b, const int64_t b_strides[3], void *c,
@@ -27,7 +51,8 @@ static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t 
 }
 
 const char *nd_cpu_gemm_kernel_name(void);
-/* Frees the calling thread's kernel scratch: GEMM packing buffers and per-thread slots. */
+/* Frees the calling thread's kernel scratch: GEMM packing buffers and per-thread slots (one
+ * function for every level: threads.c). */
 void nd_cpu_release_scratch(void);
 
 bool nd_cpu_attention_forward(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,

@@ -40,7 +40,7 @@ ROW_SUMS(float)
 ROW_SUMS(double)
 
 #define LN_FORWARD(T)                                                                                \
-    VECTOR_CLONES static void ln_forward_##T(const ln_job *j, int64_t r0, int64_t r1)                \
+    static void ln_forward_##T(const ln_job *j, int64_t r0, int64_t r1)                \
     {                                                                                                \
         const T *x = j->x, *w = j->w, *b = j->b;                                                     \
         T *y = j->y, *mean = j->out_mean, *rstd = j->out_rstd;                                       \
@@ -66,7 +66,7 @@ ROW_SUMS(double)
 
 /* dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w, xhat = (x - mean) rstd. */
 #define LN_BACKWARD_DX(T)                                                                            \
-    VECTOR_CLONES static void ln_backward_dx_##T(const ln_job *j, int64_t r0, int64_t r1)            \
+    static void ln_backward_dx_##T(const ln_job *j, int64_t r0, int64_t r1)            \
     {                                                                                                \
         const T *x = j->x, *w = j->w, *g = j->g, *mean = j->mean, *rstd = j->rstd;                   \
         T *dx = j->dx;                                                                               \
@@ -98,7 +98,7 @@ ROW_SUMS(double)
 /* Columns [c0, c1) of dw = Σ_rows g xhat and db = Σ_rows g: rows in order for every column (so
  * the sums never depend on the thread count), a block of columns at a time, row-major reads. */
 #define LN_BACKWARD_DW(T)                                                                            \
-    VECTOR_CLONES static void ln_backward_dw_##T(const ln_job *j, int64_t rows, int64_t c0, int64_t c1) \
+    static void ln_backward_dw_##T(const ln_job *j, int64_t rows, int64_t c0, int64_t c1) \
     {                                                                                                \
         const T *x = j->x, *g = j->g, *mean = j->mean, *rstd = j->rstd;                              \
         T *dw = j->dw, *db = j->db;                                                                  \

@@ -1,19 +1,11 @@
-/* Pieces shared by the CPU kernels: the multi-versioning attribute and a float32 exp the compiler
- * can vectorise. */
+/* Pieces shared by the CPU kernels: a float32 exp the compiler can vectorise. (Each kernel file
+ * is compiled once per vector level, isa.h, so plain loops are vectorised for every level.) */
 #ifndef ND_CPU_FAST_MATH_H
 #define ND_CPU_FAST_MATH_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Each inner loop is compiled for AVX-512, AVX2+FMA and baseline x86-64, and the loader picks the
- * best one for the CPU (ifunc dispatch), so one binary is fast everywhere and runs anywhere. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 /* float32 exp in straight-line arithmetic the compiler can vectorise (libm's expf is a call
  * per element): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its Taylor
