@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Register-blocked kernels keep their accumulators in registers, with every compiler and level.
+#
+# Compiles src/backend/cpu/cpu_gemm.c (the GEMM micro-kernels and the packing transposes) for each
+# vector level with gcc and clang at -O2 and -O3, disassembles it, and for each register-blocked
+# kernel checks (no timing, so the verdict is the same on any machine):
+#   1. no instruction moves a vector register to or from the stack (a spill of an accumulator or of
+#      a value the kernel keeps in a register), anywhere in the function;
+#   2. no instruction inside a loop (between a backward jump and its target) touches the stack.
+# gcc once kept the AVX2 kernel's `__m256 acc[6][2]` in memory and stored ten accumulators per k
+# step; this check fails on that code. A kernel that is not found as a function of its own (inlined
+# or renamed) fails too, so the check cannot pass by looking at nothing.
+#
+# Prints one line per failure and a last line "kernels: N cases, M failed" (a compiler that is not
+# installed is named in a line "kernels: skipped CC (not installed)" before it). Exits 1 on a failure.
+set -u
+cd "$(dirname "$0")/.."
+src=src/backend/cpu/cpu_gemm.c
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cases=0; failed=0; skipped=0
+
+# level name | flags | kernels that must be register-blocked
+levels=(
+    "generic|-DND_ISA_LEVEL=0|ukernel_f32 ukernel_f64"
+    "avx2|-DND_ISA_LEVEL=1 -march=x86-64-v3|ukernel_f32 ukernel_f64 transpose_pack_f32"
+    "avx512|-DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512|ukernel_f32 ukernel_f64 transpose_block16"
+)
+if [ -z "$(gcc -dumpmachine 2>/dev/null | grep x86_64)" ]; then
+    levels=("${levels[0]}")
+fi
+
+# check_function OBJDUMP_FILE FUNCTION: prints the offending instructions, if any.
+check_function() {
+    awk -v want="$2" '
+        function hex(s,    i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+        /^[0-9a-f]+ <.*>:$/ {
+            name = $2; sub(/^</, "", name); sub(/>:$/, "", name); sub(/\..*/, "", name)
+            inside = (name == want); if (inside) found = 1; next
+        }
+        inside && /^ +[0-9a-f]+:/ {
+            addr = hex(substr($1, 1, length($1) - 1)); n++; at[n] = addr; text[n] = $0
+            if ($0 ~ /mov +%rsp,%rbp/) frame = 1   # %rbp is the frame pointer only when set from %rsp
+            if ($0 ~ /\t+j[a-z]+ +[0-9a-f]+ </) {
+                split($0, parts, /\t+j[a-z]+ +/); target = hex(parts[2])
+                if (target <= addr) { loops++; lo[loops] = target; hi[loops] = addr }
+            }
+        }
+        END {
+            if (!found) { print "  not found as a function of its own (inlined or renamed?)"; exit }
+            for (i = 1; i <= n; i++) {
+                stack = text[i] ~ /\(%rsp[),]/ || (frame && text[i] ~ /\(%rbp[),]/)
+                if (!stack) continue
+                if (text[i] ~ /%[xyz]mm[0-9]+/) { print "  vector register spilled or reloaded:" text[i]; continue }
+                for (l = 1; l <= loops; l++)
+                    if (at[i] >= lo[l] && at[i] <= hi[l]) { print "  stack access inside a loop:" text[i]; break }
+            }
+        }' "$1" || echo "  the disassembly could not be read (awk failed)"
+}
+
+for cc in gcc clang; do
+    if ! command -v "$cc" >/dev/null 2>&1; then
+        echo "kernels: skipped $cc (not installed)"; skipped=$((skipped + 1)); continue
+    fi
+    for opt in -O2 -O3; do
+        for entry in "${levels[@]}"; do
+            IFS='|' read -r level flags kernels <<<"$entry"
+            obj="$tmp/$cc$opt$level.o"
+            # shellcheck disable=SC2086
+            if ! "$cc" -std=c11 $opt -fno-math-errno -Iinclude -Isrc $flags -c "$src" -o "$obj" 2>"$tmp/err"; then
+                cases=$((cases + 1)); failed=$((failed + 1))
+                echo "FAIL kernels: $cc $opt $level does not compile"; cat "$tmp/err"; continue
+            fi
+            objdump -d --no-show-raw-insn "$obj" >"$obj.s"
+            for k in $kernels; do
+                cases=$((cases + 1))
+                out=$(check_function "$obj.s" "$k")
+                if [ -n "$out" ]; then
+                    failed=$((failed + 1)); echo "FAIL kernels: $k ($level, $cc $opt)"; printf '%s\n' "$out" | head -n 12
+                fi
+            done
+        done
+    done
+done
+echo "kernels: $cases cases, $failed failed"
+[ "$failed" -eq 0 ]
