@@ -1,14 +1,15 @@
 /* Test runner linked into every tests/test_*.c binary: runs that file's suite (only the tests whose
- * names contain argv[1], if given) and prints the closing line "N passed, N failed". */
+ * names contain argv[1], if given) and prints the closing line "N passed, N failed, N skipped". */
 #include "harness.h"
 
 #include <stdlib.h>
 
 int nd_test_failures;
-int nd_tests_passed, nd_tests_failed;
+int nd_tests_passed, nd_tests_failed, nd_tests_skipped;
 const char *nd_test_filter;
 
 static const char *current;
+static const char *skip_reason;
 static int64_t base_tensors, base_storages, base_nodes;
 
 void nd_test_begin(const char *name)
@@ -19,8 +20,11 @@ void nd_test_begin(const char *name)
     base_storages = nd_live_storages();
     base_nodes = nd_live_nodes();
     nd_test_failures = 0;
+    skip_reason = NULL;
     nd_clear_error();
 }
+
+void nd_test_skip(const char *reason) { skip_reason = reason ? reason : "no reason given"; }
 
 void nd_test_end(void)
 {
@@ -40,6 +44,9 @@ void nd_test_end(void)
     if (nd_test_failures) {
         nd_tests_failed++;
         printf("FAIL %s\n", current);
+    } else if (skip_reason) {
+        nd_tests_skipped++;
+        printf("SKIP %s: %s\n", current, skip_reason);
     } else {
         nd_tests_passed++;
         if (getenv("ND_TEST_VERBOSE"))
@@ -79,6 +86,6 @@ int main(int argc, char **argv)
                (long long)nd_live_storages(), (long long)nd_live_nodes());
         nd_tests_failed++;
     }
-    printf("%d passed, %d failed\n", nd_tests_passed, nd_tests_failed);
+    printf("%d passed, %d failed, %d skipped\n", nd_tests_passed, nd_tests_failed, nd_tests_skipped);
     return nd_tests_failed ? 1 : 0;
 }

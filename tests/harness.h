@@ -1,5 +1,6 @@
 /* A small test harness: suites are functions that run checks; every test ends by asserting that
- * no tensor, storage or graph node is left alive. The runner prints "N passed, N failed". */
+ * no tensor, storage or graph node is left alive. A test that cannot run here says so with SKIP
+ * and is counted as skipped, never as passed. The runner prints "N passed, N failed, N skipped". */
 #ifndef ND_TEST_HARNESS_H
 #define ND_TEST_HARNESS_H
 
@@ -10,12 +11,21 @@
 #include <string.h>
 
 extern int nd_test_failures;   /* failures within the current test */
-extern int nd_tests_passed, nd_tests_failed;
+extern int nd_tests_passed, nd_tests_failed, nd_tests_skipped;
 extern const char *nd_test_filter;
 
 void nd_test_begin(const char *name);
 void nd_test_end(void);
 int nd_test_selected(const char *name);
+void nd_test_skip(const char *reason);
+
+/* Ends the current test as skipped, with the reason it cannot run here (only before any CHECK has
+ * failed: a test that failed and then skips is a failure). */
+#define SKIP(reason)                                                                                 \
+    do {                                                                                             \
+        nd_test_skip(reason);                                                                        \
+        return;                                                                                      \
+    } while (0)
 
 #define CHECK(cond)                                                                                  \
     do {                                                                                             \
