@@ -142,7 +142,9 @@ nd_tensor *nd_ones_like(const nd_tensor *t);
 nd_tensor *nd_full_like(const nd_tensor *t, double value);
 nd_tensor *nd_rand_like(const nd_tensor *t);
 nd_tensor *nd_randn_like(const nd_tensor *t);
-/* Seed the calling thread's generator; one seed gives the same numbers on every machine. */
+/* Seed the calling thread's generator; one seed gives the same numbers on every machine (after
+ * nd_manual_seed(0), nd_rand(ND_FLOAT64, [4]) is 0.60126299941790484, 0.74777409254723981, ...;
+ * tests/test_core.c holds the reference values). */
 void nd_manual_seed(uint64_t seed);
 
 /* ---------------------------------------------------------------- inspection ------------ */

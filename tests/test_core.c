@@ -1219,9 +1219,68 @@ TEST(print_and_fprint)
     nd_scope_end();
 }
 
+/* The reference values of nd_manual_seed (documented in ndgrad.h and the README): the same seed
+ * gives these numbers on every machine, compiler, vector level and thread. Uniforms are integer
+ * arithmetic, so they must match to the bit; normals go through libm's log, sin and cos, so they
+ * may differ in the last bit of a float64 between C libraries (1e-15 relative allowed). */
+static const double SEED0_RAND_F64[4] = {0.60126299941790484, 0.74777409254723981, 0.10301998939503632, 0.4165890778296456};
+static const double SEED0_RANDN_F64[4] = {1.6251100012755157, -0.0025686863690826036, -1.0212488312794932,
+                                          -0.23269227649071378};
+static const float SEED0_RAND_F32[4] = {0.855517149f, 0.918857992f, 0.11429745f, 0.0672318339f};
+static const float SEED0_RANDN_F32[3] = {-0.267391711f, -0.392569155f, -0.33625254f};
+
+/* Draws the documented sequence after nd_manual_seed(0); counts the elements that differ. */
+static int seed0_mismatches(void)
+{
+    int bad = 0;
+    nd_scope_begin();
+    nd_manual_seed(0);
+    nd_tensor *u = nd_rand(ND_FLOAT64, ND_SHAPE(4)), *n = nd_randn(ND_FLOAT64, ND_SHAPE(4));
+    nd_tensor *uf = nd_rand(ND_FLOAT32, ND_SHAPE(4)), *nf = nd_randn(ND_FLOAT32, ND_SHAPE(3));
+    double d[4];
+    float f[4];
+    if (nd_copy_out(u, d, sizeof d, ND_FLOAT64) != ND_OK)
+        bad++;
+    for (int i = 0; i < 4; i++)
+        bad += d[i] != SEED0_RAND_F64[i];
+    if (nd_copy_out(n, d, sizeof d, ND_FLOAT64) != ND_OK)
+        bad++;
+    for (int i = 0; i < 4; i++)
+        bad += !(fabs(d[i] - SEED0_RANDN_F64[i]) <= 1e-15 * fabs(SEED0_RANDN_F64[i]));
+    if (nd_copy_out(uf, f, sizeof f, ND_FLOAT32) != ND_OK)
+        bad++;
+    for (int i = 0; i < 4; i++)
+        bad += f[i] != SEED0_RAND_F32[i];
+    if (nd_copy_out(nf, f, 3 * sizeof(float), ND_FLOAT32) != ND_OK)
+        bad++;
+    for (int i = 0; i < 3; i++)
+        bad += f[i] != SEED0_RANDN_F32[i];
+    nd_scope_end();
+    return bad;
+}
+
+static void *seed0_in_thread(void *out)
+{
+    *(int *)out = seed0_mismatches();
+    return NULL;
+}
+
+TEST(manual_seed_gives_the_documented_numbers)
+{
+    CHECK(seed0_mismatches() == 0);
+    CHECK(seed0_mismatches() == 0); /* reseeding starts the same sequence again */
+    /* Each thread has its own generator: seeded alike, it draws alike. */
+    int in_thread = -1;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, seed0_in_thread, &in_thread) == 0);
+    pthread_join(th, NULL);
+    CHECK(in_thread == 0);
+}
+
 void run_suite(void)
 {
     RUN(dtype_sizes_and_names);
+    RUN(manual_seed_gives_the_documented_numbers);
     RUN(dtype_of_created_tensors);
     RUN(up_to_eight_dims);
     RUN(nine_dims_refused);

@@ -159,7 +159,7 @@ static nd_status check_versions(const char *op, const nd_node *n)
             return nd_fail_status(ND_ERR_GRAD,
                                   "%s: one of the tensors needed by %s (a %s tensor of shape %s) was "
                                   "modified in place after it was used (version %llu, expected %llu)",
-                                  op, nd_op_table[n->op].grad_fn_name, nd_dtype_name(t->dtype),
+                                  op, nd_node_name(n), nd_dtype_name(t->dtype),
                                   nd_shape_str(b, sizeof b, t->ndim, t->shape), (unsigned long long)now,
                                   (unsigned long long)expected);
         }

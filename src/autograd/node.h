@@ -12,6 +12,9 @@
 struct nd_node {
     atomic_int refcount;
     nd_op op;
+    /* PyTorch's grad_fn name where it is not the op list's: ops PyTorch names by their input's
+     * case (linear), and ops built from others, named for the whole op. NULL: the op list's. */
+    const char *grad_fn_name;
     int n_inputs;
     nd_tensor **inputs;             /* owned references; an entry is NULL for a non-tensor slot */
     uint64_t *input_versions;       /* storage versions at record time */
@@ -43,6 +46,12 @@ bool nd_node_save(nd_node *node, int slot, const nd_tensor *t);
 void nd_node_keep(nd_node *node, int slot, nd_tensor *t);
 /* Creates the node of an op, or fails; returns out on success and NULL (releasing out) on failure. */
 nd_tensor *nd_finish(nd_tensor *out, nd_op op, int n_inputs, nd_tensor *const *inputs, nd_node **node_out);
+
+/* The node's grad_fn name as PyTorch gives it. */
+static inline const char *nd_node_name(const nd_node *n)
+{
+    return n->grad_fn_name ? n->grad_fn_name : nd_op_table[n->op].grad_fn_name;
+}
 
 void nd_count_backward(int op);
 /* Bytes of a node with n inputs (the node and its input arrays are one block). */

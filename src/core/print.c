@@ -291,7 +291,7 @@ char *nd_to_string(const nd_tensor *t)
             tensor_str(&b, t, 0, t->offset, indent, summarize, &f);
     }
     if (t->grad_fn)
-        snprintf(suffixes[ns++], ND_SHAPE_BUF + 16, "grad_fn=<%s>", nd_op_table[t->grad_fn->op].grad_fn_name);
+        snprintf(suffixes[ns++], ND_SHAPE_BUF + 16, "grad_fn=<%s>", nd_node_name(t->grad_fn));
     else if (t->requires_grad)
         snprintf(suffixes[ns++], ND_SHAPE_BUF + 16, "requires_grad=True");
     add_suffixes(&b, suffixes, ns, indent);

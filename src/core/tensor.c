@@ -729,7 +729,7 @@ nd_status nd_set_requires_grad(nd_tensor *t, bool requires_grad)
     if (t->grad_fn && !requires_grad)
         return nd_fail_status(ND_ERR_GRAD,
                               "nd_set_requires_grad: a non-leaf tensor (made by %s) cannot stop requiring "
-                              "grad; use nd_detach", nd_op_table[t->grad_fn->op].grad_fn_name);
+                              "grad; use nd_detach", nd_node_name(t->grad_fn));
     t->requires_grad = requires_grad;
     return ND_OK;
 }
@@ -763,7 +763,9 @@ nd_status nd_retain_grad(nd_tensor *t)
 
 const char *nd_grad_fn_name(const nd_tensor *t)
 {
-    return t && t->grad_fn ? nd_op_table[t->grad_fn->op].grad_fn_name : NULL;
+    if (!t || !t->grad_fn)
+        return NULL;
+    return t->grad_fn->grad_fn_name ? t->grad_fn->grad_fn_name : nd_node_name(t->grad_fn);
 }
 
 nd_tensor *nd_detach(nd_tensor *t)

@@ -33,6 +33,20 @@ static inline nd_tensor *nd_composite_end(nd_tensor *result)
     nd_scope_end();
     return nd_register(result);
 }
+/* Gives result's graph node PyTorch's grad_fn name for the op that made it (a composite's last
+ * node, or a fused op whose name depends on its inputs' case), unless that node is one of the
+ * inputs' own (the op handed an input back unchanged). Returns result. */
+static inline nd_tensor *nd_name_grad_fn(nd_tensor *result, const char *grad_fn_name, int n_inputs,
+                                         nd_tensor *const *inputs)
+{
+    if (!result || !result->grad_fn)
+        return result;
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] && inputs[i]->grad_fn == result->grad_fn)
+            return result;
+    result->grad_fn->grad_fn_name = grad_fn_name;
+    return result;
+}
 /* An op that returns its input unchanged still hands the caller a reference of its own. */
 static inline nd_tensor *nd_return_same(nd_tensor *t) { return nd_register(nd_ref(t)); }
 

@@ -222,7 +222,7 @@ nd_tensor *nd_conv2d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, const int64_t 
     y = nd_permute(nd_reshape(y, 4, by_channel), ND_DIMS(1, 0, 2, 3)); /* [N, O, oh, ow] */
     if (bias)
         y = nd_add(y, nd_reshape(bias, 4, (const int64_t[]){1, O, 1, 1}));
-    return nd_composite_end(y);
+    return nd_composite_end(nd_name_grad_fn(y, "ConvolutionBackward0", 2, ins));
 }
 
 /* conv1d: x [N, C, L], w [O, C/groups, k] — a conv2d over a height of 1. */
@@ -252,7 +252,7 @@ nd_tensor *nd_conv1d(nd_tensor *x, nd_tensor *w, nd_tensor *bias, int64_t stride
     const int64_t s[2] = {1, stride}, p[2] = {0, padding}, d[2] = {1, dilation};
     nd_composite_begin();
     nd_tensor *y = nd_conv2d(nd_unsqueeze(x, 2), nd_unsqueeze(w, 2), bias, s, p, d, groups);
-    return nd_composite_end(nd_squeeze_dim(y, 2));
+    return nd_composite_end(nd_name_grad_fn(nd_squeeze_dim(y, 2), "ConvolutionBackward0", 2, ins));
 }
 
 /* max_pool2d: window maxima; *indices (if not NULL) gets the int64 flat position h·W + w of
@@ -364,7 +364,7 @@ nd_tensor *nd_avg_pool2d(nd_tensor *x, const int64_t kernel[2], const int64_t st
     nd_tensor *cols = im2col(nd_reshape(x, 4, planes), &pg); /* [kh·kw, N·C·L] */
     nd_tensor *m = nd_mean_dims(cols, 1, (const int64_t[]){0}, false);
     int64_t out_shape[4] = {g.n, g.c, g.oh, g.ow};
-    return nd_composite_end(nd_reshape(m, 4, out_shape));
+    return nd_composite_end(nd_name_grad_fn(nd_reshape(m, 4, out_shape), "AvgPool2DBackward0", 1, &x));
 }
 
 /* The [out, in] averaging matrix of adaptive pooling along one axis: row i averages
@@ -403,5 +403,7 @@ nd_tensor *nd_adaptive_avg_pool2d(nd_tensor *x, int64_t out_h, int64_t out_w)
     nd_composite_begin();
     nd_tensor *ph = adaptive_matrix(x->dtype, out_h, x->shape[2]);
     nd_tensor *pw = adaptive_matrix(x->dtype, out_w, x->shape[3]);
-    return nd_composite_end(nd_matmul(nd_matmul(ph, x), nd_t(pw)));
+    /* PyTorch takes a mean for a 1 x 1 output and its adaptive pooling kernel otherwise */
+    return nd_composite_end(nd_name_grad_fn(nd_matmul(nd_matmul(ph, x), nd_t(pw)),
+                                            out_h == 1 && out_w == 1 ? "MeanBackward1" : "AdaptiveAvgPool2DBackward0", 1, &x));
 }

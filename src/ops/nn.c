@@ -103,6 +103,20 @@ static bool linear_rows(const nd_tensor *x, int64_t *rows, int64_t *row_stride, 
     return true;
 }
 
+/* PyTorch's grad_fn for linear follows the input's case: addmm for a matrix with a bias, mm
+ * without; a contiguous 3-d input with a bias is a view of one addmm; otherwise matmul (an unsafe
+ * view of one mm), then an add for the bias; a vector input squeezes the product. */
+static const char *linear_grad_fn_name(const nd_tensor *x, bool bias)
+{
+    if (x->ndim == 1)
+        return bias ? "AddBackward0" : "SqueezeBackward3";
+    if (x->ndim == 2)
+        return bias ? "AddmmBackward0" : "MmBackward0";
+    if (!bias)
+        return "UnsafeViewBackward0";
+    return x->ndim == 3 && nd_is_contiguous(x) ? "ViewBackward0" : "AddBackward0";
+}
+
 nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
 {
     const char *name = "nd_linear";
@@ -121,7 +135,7 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
         /* mixed or integer dtypes: the composed ops promote or report exactly as matmul and add do */
         nd_composite_begin();
         nd_tensor *y = nd_matmul(x, nd_t(weight));
-        return nd_composite_end(bias ? nd_add(y, bias) : y);
+        return nd_composite_end(nd_name_grad_fn(bias ? nd_add(y, bias) : y, linear_grad_fn_name(x, bias), 3, ins));
     }
     int64_t rows, xr, xc, out_f = weight->shape[0], in_f = weight->shape[1];
     nd_tensor *xd = linear_rows(x, &rows, &xr, &xc) ? x : nd_k_copy(x, x->dtype);
@@ -155,7 +169,8 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
     }
     if (xd != x)
         nd_unref(xd);
-    return out ? nd_finish(out, ND_OP_LINEAR, bias ? 3 : 2, ins, NULL) : NULL;
+    return out ? nd_name_grad_fn(nd_finish(out, ND_OP_LINEAR, bias ? 3 : 2, ins, NULL), linear_grad_fn_name(x, bias), 3, ins)
+               : NULL;
 }
 
 nd_status nd_bw_linear(nd_node *node, nd_tensor *g, nd_tensor **gi)
@@ -221,7 +236,7 @@ nd_tensor *nd_mse_loss(nd_tensor *input, nd_tensor *target, nd_reduction reducti
     if (!nd_check_inputs(name, 2, ins) || !check_pair(name, input, target) || !check_reduction(name, reduction))
         return NULL;
     nd_composite_begin();
-    return nd_composite_end(reduce_loss(name, nd_square(nd_sub(input, target)), reduction));
+    return nd_composite_end(nd_name_grad_fn(reduce_loss(name, nd_square(nd_sub(input, target)), reduction), "MseLossBackward0", 2, ins));
 }
 
 nd_tensor *nd_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction reduction)
@@ -249,7 +264,7 @@ nd_tensor *nd_smooth_l1_loss(nd_tensor *input, nd_tensor *target, nd_reduction r
     nd_tensor *losses = beta == 0 ? ad
                                   : nd_where(nd_mask(ND_BIN_LT, ad, beta, ND_BOOL), nd_mul_scalar(nd_square(d), 0.5 / beta),
                                              nd_sub_scalar(ad, 0.5 * beta));
-    return nd_composite_end(reduce_loss(name, losses, reduction));
+    return nd_composite_end(nd_name_grad_fn(reduce_loss(name, losses, reduction), "SmoothL1LossBackward0", 2, ins));
 }
 
 /* binary_cross_entropy on probabilities: -w (y ln p + (1-y) ln(1-p)) elementwise, logs clamped at
@@ -320,7 +335,8 @@ nd_tensor *nd_binary_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tenso
         }
     }
     nd_composite_begin();
-    return nd_composite_end(reduce_loss(name, bce_elementwise(input, target, weight), reduction));
+    return nd_composite_end(nd_name_grad_fn(reduce_loss(name, bce_elementwise(input, target, weight), reduction),
+                                            "BinaryCrossEntropyBackward0", 2, ins));
 }
 
 /* binary_cross_entropy_with_logits: (1-y) x + (1 + (pw-1) y) softplus(-x), weighted. softplus
@@ -344,7 +360,7 @@ nd_tensor *nd_binary_cross_entropy_with_logits(nd_tensor *input, nd_tensor *targ
     nd_tensor *losses = nd_add(nd_mul(nd_rsub_scalar(1.0, target), input), coef ? nd_mul(coef, sp) : sp);
     if (weight)
         losses = nd_mul(losses, weight);
-    return nd_composite_end(reduce_loss(name, losses, reduction));
+    return nd_composite_end(nd_name_grad_fn(reduce_loss(name, losses, reduction), "BinaryCrossEntropyWithLogitsBackward0", 2, ins));
 }
 
 /* Moves the class dim (1) of [N, C, d...] last: [N, d..., C]; a [C] input stays as it is. */
@@ -464,6 +480,16 @@ static nd_tensor *weighted_mean(nd_tensor *weighted_losses_unnormalised, nd_tens
     return empty ? nd_add_scalar(mean, NAN) : mean;
 }
 
+/* PyTorch's grad_fn for nll_loss (and cross_entropy without smoothing): NllLoss for [C] and
+ * [N, C] inputs, NllLoss2d for more dims (other than 4 they are reshaped to 4 and back, so their
+ * unreduced losses come out of a view). */
+static const char *nll_grad_fn_name(const nd_tensor *input, nd_reduction reduction)
+{
+    if (input->ndim <= 2)
+        return "NllLossBackward0";
+    return reduction == ND_REDUCTION_NONE && input->ndim != 4 ? "ViewBackward0" : "NllLoss2DBackward0";
+}
+
 /* nll_loss on log-probabilities: -w[t] logp[t], mean divides by Σ w over non-ignored targets. */
 nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, int64_t ignore_index,
                        nd_reduction reduction)
@@ -483,7 +509,7 @@ nd_tensor *nd_nll_loss(nd_tensor *input, nd_tensor *target, nd_tensor *weight, i
     nd_tensor *out = reduction == ND_REDUCTION_NONE ? losses
                    : reduction == ND_REDUCTION_SUM  ? nd_sum(losses)
                                                     : weighted_mean(losses, ct.w);
-    return nd_composite_end(out);
+    return nd_composite_end(nd_name_grad_fn(out, nll_grad_fn_name(input, reduction), 2, ins));
 }
 
 /* cross_entropy of [N, C] logits against class indices, without class weights or smoothing and
@@ -604,7 +630,8 @@ nd_tensor *nd_cross_entropy(nd_tensor *input, nd_tensor *target, nd_tensor *weig
     } else {
         out = reduction == ND_REDUCTION_NONE ? nll : reduction == ND_REDUCTION_SUM ? nd_sum(nll) : weighted_mean(nll, ct.w);
     }
-    return nd_composite_end(out);
+    /* PyTorch mixes the smoothed loss in with an add; without smoothing it is nll_loss's */
+    return nd_composite_end(nd_name_grad_fn(out, label_smoothing > 0 ? "AddBackward0" : nll_grad_fn_name(input, reduction), 2, ins));
 }
 
 /* dropout: zero each element with probability p, scale the rest by 1/(1-p); identity in eval

@@ -234,7 +234,8 @@ nd_tensor *nd_batch_norm(nd_tensor *x, nd_tensor *running_mean, nd_tensor *runni
         y = nd_mul(y, per_channel(weight, x->ndim));
     if (bias)
         y = nd_add(y, per_channel(bias, x->ndim));
-    return nd_composite_end(y);
+    nd_tensor *ins[3] = {x, weight, bias};
+    return nd_composite_end(nd_name_grad_fn(y, "NativeBatchNormBackward0", 3, ins));
 }
 
 /* group_norm over [N, C, d...]: channels split into groups normalised together, then a
@@ -265,5 +266,6 @@ nd_tensor *nd_group_norm(nd_tensor *x, int64_t num_groups, nd_tensor *weight, nd
         y = nd_mul(y, per_channel(weight, x->ndim));
     if (bias)
         y = nd_add(y, per_channel(bias, x->ndim));
-    return nd_composite_end(y);
+    nd_tensor *ins[3] = {x, weight, bias};
+    return nd_composite_end(nd_name_grad_fn(y, "NativeGroupNormBackward0", 3, ins));
 }

@@ -175,7 +175,8 @@ static int pieces(const char *name, nd_tensor *t, int dim, int64_t size, int64_t
     bool ok = true;
     for (int64_t i = 0; i < count && ok; i++) {
         int64_t start = i * size, len = t->shape[dim] - start < size ? t->shape[dim] - start : size;
-        ok = (list[i] = nd_ref(nd_narrow(t, dim, start, len))) != NULL;
+        /* PyTorch's chunk is a split, and a split's pieces all have its grad_fn */
+        ok = (list[i] = nd_ref(nd_name_grad_fn(nd_narrow(t, dim, start, len), "SplitBackward0", 1, &t))) != NULL;
         if (!ok)
             for (int64_t j = 0; j < i; j++)
                 nd_unref(list[j]);
