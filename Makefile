@@ -36,7 +36,7 @@ HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all lib seed demo test tests examples bench clean
+.PHONY: all lib seed demo test tests examples bench bench-scaling bench-compilers clean
 all: lib $(BUILD)/ndgrad-inspect
 
 lib: $(BUILD)/libndgrad.a $(BUILD)/libndgrad.so
@@ -91,9 +91,18 @@ test: $(BUILD)/libndgrad.so $(EXAMPLES)
 $(BUILD)/bench_ndgrad: bench/bench_ndgrad.c examples/gpt_model.h $(BUILD)/libndgrad.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libndgrad.a $(LDFLAGS) $(LIBS) -ldl
 
-# Benchmarks side by side with PyTorch, 1 and 2 threads; writes $(BUILD)/bench.json.
+# Benchmarks side by side with PyTorch and OpenBLAS, 1 and 2 threads: writes $(BUILD)/bench.json,
+# $(BUILD)/bench_scaling.json and .svg. `make bench ISA=avx2` caps every side at AVX2 (files get an
+# _avx2 suffix); `make bench-compilers` compares the GEMM rows of a clang build with this one.
 bench: $(BUILD)/bench_ndgrad $(BUILD)/libndgrad.so
-	/usr/bin/python3 bench/run_bench.py $(BUILD)
+	/usr/bin/python3 bench/run_bench.py $(BUILD) $(if $(ISA),--isa $(ISA))
+
+bench-scaling: $(BUILD)/bench_ndgrad $(BUILD)/libndgrad.so
+	/usr/bin/python3 bench/run_bench.py $(BUILD) $(if $(ISA),--isa $(ISA)) --scaling-only
+
+bench-compilers: $(BUILD)/bench_ndgrad
+	$(MAKE) CC=clang BUILD=$(BUILD)-clang $(BUILD)-clang/bench_ndgrad
+	/usr/bin/python3 bench/run_bench.py $(BUILD) $(if $(ISA),--isa $(ISA)) --compare-build $(BUILD)-clang
 
 clean:
 	rm -rf $(BUILD)

@@ -1,8 +1,13 @@
 /* The ndgrad side of `make bench`: one benchmark per invocation, printing one line
  * "<name> <threads> <unit> <value>". bench/run_bench.py runs the PyTorch side of the same work in
  * the same run and writes the table and build/bench.json.
- * Usage: bench_ndgrad NAME THREADS   (NAME: fma_peak, sgemm_N, openblas_sgemm_N, op_overhead_add,
- *        op_overhead_fwd_bwd, mlp_step, fc_epoch, cnn_step, gpt_step, mlp_peak_rss, gpt_peak_rss) */
+ * Usage: bench_ndgrad NAME THREADS [DATA_DIR]
+ *   NAME: fma_peak (the FMA throughput of the vector level in use), sgemm_N, openblas_sgemm_N,
+ *   op_overhead_add, op_overhead_fwd_bwd, mlp_step (batch 128) or mlp_step_bN (batch N), fc_epoch,
+ *   cnn_step, gpt_step (context 128) or gpt_step_tN (context N), gpt2_124m_step, mlp_peak_rss,
+ *   gpt_peak_rss, gpt2_124m_peak_rss.
+ * The line ends with the vector level the library ran (isa=avx512|avx2|generic, NDGRAD_ISA caps
+ * it) and, for openblas_*, OpenBLAS's own kernel name (blas=Haswell, ...). */
 #define _POSIX_C_SOURCE 200809L
 #include <ndgrad.h>
 
@@ -48,27 +53,71 @@ static double median(double *v, int n)
 
 /* ---------------------------------------------------------------- FMA throughput probe */
 
+/* The machine's limit for the vector level the library runs: independent chains of vector FMAs
+ * (of multiplies and adds at the generic level, which has no FMA), each chain in a register of
+ * its own, enough of them to cover latency times the FMA pipes of current cores. Written per
+ * level with a target attribute, so one binary measures whichever level NDGRAD_ISA selects. */
+#define CHAINS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #if defined(__x86_64__)
-/* 16 independent accumulator chains of 16-wide FMAs, written out one by one so every chain
- * lives in its own register: enough to cover FMA latency times the FMA pipes of current cores. */
-#define FMA16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
-__attribute__((target("avx512f"))) static double fma_loop(long iters)
+#define CHAINS16(X) CHAINS12(X) X(12) X(13) X(14) X(15)
+__attribute__((target("avx512f"))) static double fma_loop_avx512(long iters)
 {
     const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
 #define DECL(i) __m512 a##i = _mm512_set1_ps((float)(i));
-    FMA16(DECL)
+    CHAINS16(DECL)
 #undef DECL
     for (long it = 0; it < iters; it++) {
 #define STEP(i) a##i = _mm512_fmadd_ps(a##i, x, y);
-        FMA16(STEP)
+        CHAINS16(STEP)
 #undef STEP
     }
     __m512 s = a0;
 #define SUM(i) s = _mm512_add_ps(s, a##i);
-    FMA16(SUM)
+    CHAINS16(SUM)
 #undef SUM
     float sink[16];
     _mm512_storeu_ps(sink, s);
+    return sink[0];
+}
+
+__attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iters)
+{
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+#define DECL(i) __m256 a##i = _mm256_set1_ps((float)(i));
+    CHAINS12(DECL)
+#undef DECL
+    for (long it = 0; it < iters; it++) {
+#define STEP(i) a##i = _mm256_fmadd_ps(a##i, x, y);
+        CHAINS12(STEP)
+#undef STEP
+    }
+    __m256 s = a0;
+#define SUM(i) s = _mm256_add_ps(s, a##i);
+    CHAINS12(SUM)
+#undef SUM
+    float sink[8];
+    _mm256_storeu_ps(sink, s);
+    return sink[0];
+}
+
+/* SSE2: a multiply and an add per chain step (2 flops per lane). */
+static double mul_add_loop_sse(long iters)
+{
+    const __m128 x = _mm_set1_ps(0.999999f), y = _mm_set1_ps(1e-7f);
+#define DECL(i) __m128 a##i = _mm_set1_ps((float)(i));
+    CHAINS12(DECL)
+#undef DECL
+    for (long it = 0; it < iters; it++) {
+#define STEP(i) a##i = _mm_add_ps(_mm_mul_ps(a##i, x), y);
+        CHAINS12(STEP)
+#undef STEP
+    }
+    __m128 s = a0;
+#define SUM(i) s = _mm_add_ps(s, a##i);
+    CHAINS12(SUM)
+#undef SUM
+    float sink[4];
+    _mm_storeu_ps(sink, s);
     return sink[0];
 }
 #endif
@@ -76,22 +125,29 @@ __attribute__((target("avx512f"))) static double fma_loop(long iters)
 typedef struct probe {
     long iters;
     double seconds;
+    int level; /* 2 avx512, 1 avx2, 0 generic */
 } probe;
+
+/* Floating-point operations one probe iteration does at each level. */
+static const double PROBE_FLOPS[3] = {12 * 4 * 2, 12 * 8 * 2, 16 * 16 * 2};
 
 static void *probe_thread(void *arg)
 {
     probe *p = arg;
     double t0 = now();
+    volatile double sink = 0;
 #if defined(__x86_64__)
-    volatile double sink = fma_loop(p->iters);
-    (void)sink;
+    sink = p->level == 2 ? fma_loop_avx512(p->iters) : p->level == 1 ? fma_loop_avx2(p->iters) : mul_add_loop_sse(p->iters);
 #endif
+    (void)sink;
     p->seconds = now() - t0;
     return NULL;
 }
 
 static double fma_peak(int threads)
 {
+    const char *isa = nd_cpu_isa();
+    int level = !strcmp(isa, "avx512") ? 2 : !strcmp(isa, "avx2") ? 1 : 0;
     long iters = 20000000;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
@@ -99,6 +155,7 @@ static double fma_peak(int threads)
         pthread_t th[64];
         for (int t = 0; t < threads; t++) {
             p[t].iters = iters;
+            p[t].level = level;
             pthread_create(&th[t], NULL, probe_thread, &p[t]);
         }
         double slowest = 0;
@@ -106,7 +163,7 @@ static double fma_peak(int threads)
             pthread_join(th[t], NULL);
             slowest = p[t].seconds > slowest ? p[t].seconds : slowest;
         }
-        double gflops = (double)threads * (double)iters * 16 * 16 * 2 / slowest / 1e9;
+        double gflops = (double)threads * (double)iters * PROBE_FLOPS[level] / slowest / 1e9;
         best = gflops > best ? gflops : best;
     }
     return best;
@@ -134,6 +191,7 @@ static double sgemm(int64_t n, int reps)
 /* OpenBLAS called directly, when libopenblas is installed (looked up at run time). */
 typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
                                float *, int);
+static char openblas_core[64] = "";
 static double openblas_sgemm(int64_t n, int threads, int reps)
 {
     void *lib = dlopen("libopenblas.so.0", RTLD_NOW);
@@ -149,6 +207,11 @@ static double openblas_sgemm(int64_t n, int threads, int reps)
     memcpy(&gemm, &sym, sizeof gemm);
     sym = dlsym(lib, "openblas_set_num_threads");
     memcpy(&set_threads, &sym, sizeof set_threads);
+    char *(*corename)(void) = NULL;
+    sym = dlsym(lib, "openblas_get_corename");
+    memcpy(&corename, &sym, sizeof corename);
+    if (corename && corename())
+        snprintf(openblas_core, sizeof openblas_core, "%s", corename());
     if (!gemm)
         return -1;
     if (set_threads)
@@ -226,8 +289,8 @@ static nd_module *mlp(const int64_t *sizes, int n)
     return m;
 }
 
-/* Median ms of `steps` Adam steps of a classifier on a fixed random batch of 128 inputs of the
- * given shape (after `warm` unmeasured steps); frees the model. */
+/* Median ms of `steps` Adam steps of a classifier on a fixed random batch of inputs of the given
+ * shape (shape[0] is the batch; after `warm` unmeasured steps); frees the model. */
 static double classifier_step_ms(nd_module *m, int ndim, const int64_t *shape, int warm, int steps)
 {
     nd_param_list *p = nd_params_new();
@@ -235,10 +298,12 @@ static double classifier_step_ms(nd_module *m, int ndim, const int64_t *shape, i
     nd_optimizer *opt = nd_adam_new(nd_params_count(p), nd_params_tensors(p), 1e-3, 0.9, 0.999, 1e-8, 0);
     nd_scope_begin();
     nd_tensor *x = nd_rand(ND_FLOAT32, ndim, shape);
-    int64_t lab[128];
-    for (int i = 0; i < 128; i++)
+    int64_t *lab = malloc(sizeof(int64_t) * (size_t)shape[0]);
+    CHECK(lab);
+    for (int64_t i = 0; i < shape[0]; i++)
         lab[i] = i % 10;
-    nd_tensor *y = nd_from_i64(lab, ND_SHAPE(128));
+    nd_tensor *y = nd_from_i64(lab, ND_SHAPE(shape[0]));
+    free(lab);
     double t[400];
     for (int s = 0; s < steps + warm; s++) {
         double t0 = now();
@@ -257,11 +322,11 @@ static double classifier_step_ms(nd_module *m, int ndim, const int64_t *shape, i
     return median(t, steps);
 }
 
-static double mlp_step(int steps)
+static double mlp_step(int64_t batch, int steps)
 {
     nd_manual_seed(0);
     const int64_t sizes[4] = {784, 512, 256, 10};
-    return classifier_step_ms(mlp(sizes, 4), ND_SHAPE(128, 784), 5, steps);
+    return classifier_step_ms(mlp(sizes, 4), ND_SHAPE(batch, 784), 5, steps);
 }
 
 /* ggml's MNIST workload: 784-500-10, N(0, 0.01²) init, logical batch 1000 as two micro-batches of
@@ -322,25 +387,26 @@ static double cnn_step(int steps)
     return classifier_step_ms(m, ND_SHAPE(128, 1, 28, 28), 2, steps);
 }
 
-/* The char_gpt model at 4 layers, 4 heads, 128 channels, context 128, batch 32, AdamW. */
-static double gpt_step(int steps)
+/* Median ms of `steps` AdamW steps (lr 3e-4, betas 0.9/0.95, weight decay 0.1 on every
+ * parameter) of a GPT on a fixed batch of B sequences of T tokens, after two unmeasured steps. */
+static double gpt_steps(const gpt_config *cfg, int64_t B, int64_t T, int steps)
 {
-    gpt_config cfg = {.vocab = 96, .block = 128, .layers = 4, .heads = 4, .embd = 128};
     nd_manual_seed(0);
     nd_param_list *p = nd_params_new();
-    CHECK(gpt_init(&cfg, p) == ND_OK);
+    CHECK(gpt_init(cfg, p) == ND_OK);
     nd_optimizer *opt = nd_adamw_new(nd_params_count(p), nd_params_tensors(p), 3e-4, 0.9, 0.95, 1e-8, 0.1);
-    int64_t *tok = malloc(sizeof(int64_t) * 32 * 129);
-    for (int i = 0; i < 32 * 129; i++)
-        tok[i] = (i * 31 + 7) % cfg.vocab;
+    int64_t *tok = malloc(sizeof(int64_t) * (size_t)(B * (T + 1)));
+    CHECK(tok);
+    for (int64_t i = 0; i < B * (T + 1); i++)
+        tok[i] = (i * 31 + 7) % cfg->vocab;
     nd_scope_begin();
-    nd_tensor *all = nd_from_i64(tok, ND_SHAPE(32, 129));
-    nd_tensor *x = nd_contiguous(nd_narrow(all, 1, 0, 128)), *y = nd_contiguous(nd_narrow(all, 1, 1, 128));
+    nd_tensor *all = nd_from_i64(tok, ND_SHAPE(B, T + 1));
+    nd_tensor *x = nd_contiguous(nd_narrow(all, 1, 0, T)), *y = nd_contiguous(nd_narrow(all, 1, 1, T));
     double t[100];
     for (int s = 0; s < steps + 2; s++) {
         double t0 = now();
         nd_scope_begin();
-        CHECK(nd_backward(gpt_loss(&cfg, gpt_forward(&cfg, p, x), y)) == ND_OK);
+        CHECK(nd_backward(gpt_loss(cfg, gpt_forward(cfg, p, x), y)) == ND_OK);
         nd_optimizer_step(opt);
         nd_optimizer_zero_grad(opt);
         nd_scope_end();
@@ -352,6 +418,21 @@ static double gpt_step(int steps)
     nd_optimizer_free(opt);
     nd_params_free(p);
     return median(t, steps);
+}
+
+/* The char_gpt model at 4 layers, 4 heads, 128 channels, batch 32, context T (128 by default). */
+static double gpt_step(int64_t T, int steps)
+{
+    gpt_config cfg = {.vocab = 96, .block = T, .layers = 4, .heads = 4, .embd = 128};
+    return gpt_steps(&cfg, 32, T, steps);
+}
+
+/* GPT-2 small's shape: 12 layers, 12 heads, 768 channels, vocabulary 50257, 1024 positions, tied
+ * embeddings (124M parameters), trained on batches of 4 sequences of 64 tokens. */
+static double gpt2_124m_step(int steps)
+{
+    gpt_config cfg = {.vocab = 50257, .block = 1024, .layers = 12, .heads = 12, .embd = 768, .tied = true};
+    return gpt_steps(&cfg, 4, 64, steps);
 }
 
 /* Peak resident memory of this process image: VmHWM, which starts afresh at exec (ru_maxrss
@@ -394,21 +475,32 @@ int main(int argc, char **argv)
     else if (!strcmp(name, "op_overhead_fwd_bwd"))
         v = op_overhead_fwd_bwd(), unit = "ns/op";
     else if (!strcmp(name, "mlp_step"))
-        v = mlp_step(40), unit = "ms";
+        v = mlp_step(128, 40), unit = "ms";
+    else if (!strncmp(name, "mlp_step_b", 10) && atoll(name + 10) > 0)
+        v = mlp_step(atoll(name + 10), atoll(name + 10) > 256 ? 15 : 40), unit = "ms";
     else if (!strcmp(name, "fc_epoch"))
         v = fc_epoch(argc > 3 ? argv[3] : "/usr/share/datasets/fashion-mnist"), unit = "s";
     else if (!strcmp(name, "cnn_step"))
         v = cnn_step(8), unit = "ms";
     else if (!strcmp(name, "gpt_step"))
-        v = gpt_step(5), unit = "ms";
+        v = gpt_step(128, 5), unit = "ms";
+    else if (!strncmp(name, "gpt_step_t", 10) && atoll(name + 10) > 0)
+        v = gpt_step(atoll(name + 10), 5), unit = "ms";
+    else if (!strcmp(name, "gpt2_124m_step"))
+        v = gpt2_124m_step(5), unit = "ms";
     else if (!strcmp(name, "mlp_peak_rss"))
-        mlp_step(20), v = peak_rss_mb(), unit = "MB";
+        mlp_step(128, 20), v = peak_rss_mb(), unit = "MB";
     else if (!strcmp(name, "gpt_peak_rss"))
-        gpt_step(3), v = peak_rss_mb(), unit = "MB";
+        gpt_step(128, 3), v = peak_rss_mb(), unit = "MB";
+    else if (!strcmp(name, "gpt2_124m_peak_rss"))
+        gpt2_124m_step(3), v = peak_rss_mb(), unit = "MB";
     else {
         fprintf(stderr, "bench: unknown benchmark %s\n", name);
         return 2;
     }
-    printf("%s %d %s %.6g\n", name, threads, unit, v);
+    printf("%s %d %s %.6g isa=%s", name, threads, unit, v, nd_cpu_isa());
+    if (openblas_core[0])
+        printf(" blas=%s", openblas_core);
+    printf("\n");
     return 0;
 }

@@ -1,7 +1,8 @@
 /* A GPT-style character model in plain ndgrad ops: token and position embeddings, pre-LN blocks
  * (layer norm, causal multi-head attention, layer norm, GELU MLP, residuals), a final layer norm
- * and a linear head. Parameters use nanoGPT's names, so weights can be exchanged with PyTorch
- * through safetensors. Shared by examples/char_gpt.c and the model-level oracle test. */
+ * and a linear head (or, with tied embeddings as in GPT-2, the token embedding matrix as the head).
+ * Parameters use nanoGPT's names, so weights can be exchanged with PyTorch through safetensors.
+ * Shared by examples/char_gpt.c, the model-level oracle test and the benchmarks. */
 #ifndef ND_GPT_MODEL_H
 #define ND_GPT_MODEL_H
 
@@ -13,6 +14,7 @@
 
 typedef struct gpt_config {
     int64_t vocab, block, layers, heads, embd;
+    bool tied; /* the head is wte.weight (GPT-2); otherwise lm_head.weight of its own */
 } gpt_config;
 
 /* Creates every parameter (float32, requires grad) in `params`, initialised like GPT-2:
@@ -60,7 +62,7 @@ static nd_status gpt_init(const gpt_config *c, nd_param_list *params)
         PARAM("ln_f.weight", 0, 1.0, C);
     if (st == ND_OK)
         PARAM("ln_f.bias", 0, 0.0, C);
-    if (st == ND_OK)
+    if (st == ND_OK && !c->tied)
         PARAM("lm_head.weight", 0.02, 0.0, c->vocab, C);
 #undef PARAM
     nd_scope_end();
@@ -98,7 +100,7 @@ static nd_tensor *gpt_forward(const gpt_config *c, const nd_param_list *p, nd_te
         x = nd_add(x, nd_linear(h, gpt_param(p, "h.%lld.mlp.c_proj.weight", l), gpt_param(p, "h.%lld.mlp.c_proj.bias", l)));
     }
     x = nd_layer_norm(x, 1, ln_shape, nd_params_find(p, "ln_f.weight"), nd_params_find(p, "ln_f.bias"), 1e-5);
-    return nd_linear(x, nd_params_find(p, "lm_head.weight"), NULL);
+    return nd_linear(x, nd_params_find(p, c->tied ? "wte.weight" : "lm_head.weight"), NULL);
 }
 
 /* Mean cross-entropy of next-token predictions: logits [B, T, V], targets [B, T]. */
