@@ -467,8 +467,16 @@ static void cpu_cast(nd_dtype to, nd_dtype from, const nd_iter *it) { drive_elem
         if (so == 0) { /* reducing along this row: one running total */                               \
             AT total = *(AT *)o;                                                                       \
             if (sa == (int64_t)sizeof(T)) {                                                            \
+                /* eight partial sums the compiler vectorises (one running sum waits on each add),   \
+                 * added in a fixed order: the result never depends on the thread count */          \
                 const T *A = (const T *)a;                                                             \
-                for (int64_t i = 0; i < n; i++)                                                        \
+                AT part[8] = {0};                                                                      \
+                int64_t i = 0;                                                                         \
+                for (; i + 8 <= n; i += 8)                                                             \
+                    for (int l = 0; l < 8; l++)                                                        \
+                        part[l] += (AT)A[i + l];                                                       \
+                total += ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])); \
+                for (; i < n; i++)                                                                     \
                     total += (AT)A[i];                                                                 \
             } else {                                                                                   \
                 for (int64_t i = 0; i < n; i++)                                                        \
