@@ -47,11 +47,31 @@ typedef struct pass {
     size_t n_leaves, cap_leaves;
 } pass;
 
-/* acc = acc + g, both engine-owned references (g's reference is consumed). */
+/* A tensor only this pass holds, dense from its storage's start, outside any graph: adding into
+ * it in place changes nothing anyone else can see. */
+static bool exclusive(const nd_tensor *t)
+{
+    return atomic_load(&t->refcount) == 1 && atomic_load(&t->storage->refcount) == 1 && !t->grad_fn &&
+           !t->requires_grad && nd_is_contiguous(t) && t->offset == 0 &&
+           (size_t)nd_numel(t) * nd_dtype_size(t->dtype) == t->storage->nbytes;
+}
+
+static bool same_geometry(const nd_tensor *a, const nd_tensor *b)
+{
+    return a->dtype == b->dtype && a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
+}
+
+/* acc = acc + g, both engine-owned references (g's reference is consumed). Outside a recorded
+ * graph the sum goes into acc itself when the pass holds it alone (no allocation, one pass less). */
 static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
 {
     if (!*acc) {
         *acc = g;
+        return ND_OK;
+    }
+    if (!g->requires_grad && exclusive(*acc) && same_geometry(*acc, g)) {
+        nd_k_binary_into(ND_BIN_ADD, *acc, *acc, g);
+        nd_unref(g);
         return ND_OK;
     }
     nd_scope_begin();
@@ -119,6 +139,46 @@ static nd_status accumulate_leaf(pass *ps, nd_tensor *leaf, nd_tensor *g)
         ps->leaves[ps->n_leaves++] = leaf;
     }
     return accumulate(&leaf->pending_grad, g);
+}
+
+/* acc += g placed in the window [start, end) step `step` along dim of a tensor shaped like `in`
+ * (zeros elsewhere): a slice's backward without the full-size zeros-and-copy tensor it would make
+ * for every slice, when a pass builds no graph. Three slices of one tensor (a GPT's q, k, v) then
+ * cost one zero fill and three window copies or adds instead of three fills and two full adds.
+ * g's reference is consumed. */
+static nd_status accumulate_window(nd_tensor **acc, const nd_tensor *in, int dim, int64_t start, int64_t end,
+                                   int64_t step, nd_tensor *g)
+{
+    nd_tensor *full = *acc;
+    bool fresh = !full;
+    if (fresh && !(full = nd_alloc(g->dtype, in->ndim, in->shape, true))) {
+        nd_unref(g);
+        return nd_last_status();
+    }
+    if (!fresh && !(exclusive(full) && full->dtype == g->dtype)) { /* shared: add a full-size copy */
+        nd_tensor *spread = nd_alloc(g->dtype, in->ndim, in->shape, true);
+        nd_status st = spread ? accumulate_window(&spread, in, dim, start, end, step, g) : nd_last_status();
+        if (!spread)
+            nd_unref(g);
+        return st == ND_OK ? accumulate(acc, spread) : st;
+    }
+    nd_tensor *window = nd_alias(full, full->ndim, full->shape, full->strides, start * full->strides[dim]);
+    if (!window) {
+        if (fresh)
+            nd_unref(full);
+        nd_unref(g);
+        return nd_last_status();
+    }
+    window->shape[dim] = (end - start + step - 1) / step;
+    window->strides[dim] *= step;
+    if (fresh)
+        nd_k_copy_into(window, g);
+    else
+        nd_k_binary_into(ND_BIN_ADD, window, window, g);
+    nd_unref(window);
+    nd_unref(g);
+    *acc = full;
+    return ND_OK;
 }
 
 /* Delivers gradient g (engine-owned) flowing into tensor `in`. */
@@ -195,6 +255,25 @@ static nd_status run_node(pass *ps, nd_node *n)
     if (k >= 0 && (st = accumulate(&cap->results[k], nd_ref(g))) != ND_OK) {
         nd_unref(g);
         return st;
+    }
+
+    /* A slice's gradient goes straight into its input's accumulator (see accumulate_window). */
+    nd_tensor *in0 = n->inputs[0];
+    if (n->op == ND_OP_SLICE && !create_graph && !cap && !g->requires_grad && in0 && in0->requires_grad) {
+        nd_count_backward(n->op);
+        int dim = (int)n->iparams[0];
+        if (in0->grad_fn) {
+            nd_node *child = in0->grad_fn;
+            st = accumulate_window(&child->grad_acc, in0, dim, n->iparams[1], n->iparams[2], n->iparams[3], g);
+            if (--child->pending == 0 && !vec_push(&ps->ready, child))
+                st = nd_fail_status(ND_ERR_NOMEM, "%s: out of memory", ps->op);
+            return st;
+        }
+        if (in0->pending_grad) /* enlisted already: add into its pending gradient */
+            return accumulate_window(&in0->pending_grad, in0, dim, n->iparams[1], n->iparams[2], n->iparams[3], g);
+        nd_tensor *first = NULL;
+        st = accumulate_window(&first, in0, dim, n->iparams[1], n->iparams[2], n->iparams[3], g);
+        return st == ND_OK ? accumulate_leaf(ps, in0, first) : st;
     }
 
     nd_tensor *stack_grads[4] = {0};

@@ -92,56 +92,70 @@ KERNEL_(ukernel_f32, float, 12, 16)
 #define VSTOREU _mm512_storeu_pd
 KERNEL_(ukernel_f64, double, 12, 8)
 
-/* Packing: dst[p * width + r] = src[r * rs + p] for r < width, p < kc (width rows of src, each
- * contiguous along p, interleaved into the panel layout), 16 x 16 blocks at a time through a
- * register transpose (unpack 32-bit, unpack 64-bit, then two 128-bit lane shuffles), stored with
- * masked stores of the width's lanes. Columns past the last whole block are copied one by one. */
+/* Packing: dst[p * width + r] = src[r * rs + p] for r < rows (zeros for rows <= r < width), p < kc:
+ * rows of src, each contiguous along p, interleaved into the panel layout. 16 x 16 blocks go
+ * through a register transpose (unpack 32-bit, unpack 64-bit, then two 128-bit lane shuffles). A
+ * block narrower than 16 (width 12) is stored as whole vectors in increasing column order: each
+ * store's extra lanes land on the next column's slots, which the next store overwrites, and the
+ * last one's on data packed later or on the buffer's slack (the driver allocates 16 floats of it).
+ * Masked stores that leave lanes unwritten were several times slower here. Columns past the last
+ * whole block are copied one by one. */
 #define HAVE_TRANSPOSE_PACK 1
 #define R16_(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
-/* One 16 x 16 block: w rows of 16 floats at s0 (rows rs apart) into 16 columns of w lanes at d0
- * (columns `width` floats apart). A function of its own, so the compiler never unrolls two
- * blocks into one body and runs out of the 32 registers. */
-__attribute__((noinline)) static void transpose_block16(const float *s0, int64_t rs, int w, float *d0, int width)
+/* One 16 x 16 block: `valid` rows of 16 floats at s0 (rows rs apart, the rest zeros) into 16
+ * columns of w lanes at d0 (columns `width` floats apart). A function of its own, so the
+ * compiler never unrolls two blocks into one body and runs out of the 32 registers. */
+__attribute__((noinline)) static void transpose_block16(const float *s0, int64_t rs, int valid, int w, float *d0, int width)
 {
-#define LOAD_(i) __m512 r##i = i < w ? _mm512_loadu_ps(s0 + i * rs) : _mm512_setzero_ps();
+#define LOAD_(i) __m512 r##i = i < valid ? _mm512_loadu_ps(s0 + i * rs) : _mm512_setzero_ps();
     R16_(LOAD_)
 #undef LOAD_
 #define PAIR_(a, b) __m512 t##a = _mm512_unpacklo_ps(r##a, r##b), t##b = _mm512_unpackhi_ps(r##a, r##b);
     PAIR_(0, 1) PAIR_(2, 3) PAIR_(4, 5) PAIR_(6, 7) PAIR_(8, 9) PAIR_(10, 11) PAIR_(12, 13) PAIR_(14, 15)
 #undef PAIR_
-#define QUAD_(g, a, b, c, d)                                                                        \
+#define QUAD_(a, b, c, d)                                                                           \
     __m512 u##a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))); \
     __m512 u##b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))); \
     __m512 u##c = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d))); \
     __m512 u##d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d)));
-    QUAD_(0, 0, 1, 2, 3) QUAD_(1, 4, 5, 6, 7) QUAD_(2, 8, 9, 10, 11) QUAD_(3, 12, 13, 14, 15)
+    QUAD_(0, 1, 2, 3) QUAD_(4, 5, 6, 7) QUAD_(8, 9, 10, 11) QUAD_(12, 13, 14, 15)
 #undef QUAD_
-    /* u(4g + j) holds, in 128-bit lane L, element 4L + j of rows 4g..4g+3 */
-    const __mmask16 lanes = (__mmask16)((1u << w) - 1u);
+    /* u(4g + j) holds, in 128-bit lane L, element 4L + j of rows 4g..4g+3; column 4L + j is lane L
+     * of u(j), u(4 + j), u(8 + j), u(12 + j) */
 #define COLS_(j, a, b, c, e)                                                                        \
-    {                                                                                              \
-        __m512 x = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(2, 0, 2, 0));                       \
-        __m512 y = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(3, 1, 3, 1));                       \
-        __m512 x2 = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(2, 0, 2, 0));                      \
-        __m512 y2 = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(3, 1, 3, 1));                      \
-        _mm512_mask_storeu_ps(d0 + (j)*width, lanes, _mm512_shuffle_f32x4(x, x2, _MM_SHUFFLE(2, 0, 2, 0)));      \
-        _mm512_mask_storeu_ps(d0 + (j + 8) * width, lanes, _mm512_shuffle_f32x4(x, x2, _MM_SHUFFLE(3, 1, 3, 1))); \
-        _mm512_mask_storeu_ps(d0 + (j + 4) * width, lanes, _mm512_shuffle_f32x4(y, y2, _MM_SHUFFLE(2, 0, 2, 0))); \
-        _mm512_mask_storeu_ps(d0 + (j + 12) * width, lanes, _mm512_shuffle_f32x4(y, y2, _MM_SHUFFLE(3, 1, 3, 1))); \
-    }
+    __m512 x##j = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(2, 0, 2, 0));                        \
+    __m512 y##j = _mm512_shuffle_f32x4(u##a, u##b, _MM_SHUFFLE(3, 1, 3, 1));                        \
+    __m512 x2##j = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(2, 0, 2, 0));                       \
+    __m512 y2##j = _mm512_shuffle_f32x4(u##c, u##e, _MM_SHUFFLE(3, 1, 3, 1));                       \
+    __m512 col##j = _mm512_shuffle_f32x4(x##j, x2##j, _MM_SHUFFLE(2, 0, 2, 0));                     \
+    __m512 col8##j = _mm512_shuffle_f32x4(x##j, x2##j, _MM_SHUFFLE(3, 1, 3, 1));                    \
+    __m512 col4##j = _mm512_shuffle_f32x4(y##j, y2##j, _MM_SHUFFLE(2, 0, 2, 0));                    \
+    __m512 col12##j = _mm512_shuffle_f32x4(y##j, y2##j, _MM_SHUFFLE(3, 1, 3, 1));
     COLS_(0, 0, 4, 8, 12) COLS_(1, 1, 5, 9, 13) COLS_(2, 2, 6, 10, 14) COLS_(3, 3, 7, 11, 15)
 #undef COLS_
+    (void)w; /* whole vectors whatever w is: in increasing column order, see above */
+#define TSTORE_(j, v) _mm512_storeu_ps(d0 + (j) * width, v);
+    TSTORE_(0, col0) TSTORE_(1, col1) TSTORE_(2, col2) TSTORE_(3, col3) TSTORE_(4, col40) TSTORE_(5, col41)
+    TSTORE_(6, col42) TSTORE_(7, col43) TSTORE_(8, col80) TSTORE_(9, col81) TSTORE_(10, col82) TSTORE_(11, col83)
+    TSTORE_(12, col120) TSTORE_(13, col121) TSTORE_(14, col122) TSTORE_(15, col123)
+#undef TSTORE_
 }
 
-__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int width, int64_t kc, float *dst)
+__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int rows, int width, int64_t kc,
+                                                         float *dst)
 {
     int64_t p = 0;
     for (; p + 16 <= kc; p += 16)
-        for (int row0 = 0; row0 < width; row0 += 16)
-            transpose_block16(src + row0 * rs + p, rs, width - row0 < 16 ? width - row0 : 16, dst + p * width + row0, width);
-    for (; p < kc; p++)
-        for (int r = 0; r < width; r++)
+        for (int row0 = 0; row0 < width; row0 += 16) {
+            int w = width - row0 < 16 ? width - row0 : 16, valid = rows - row0 < w ? rows - row0 : w;
+            transpose_block16(src + row0 * rs + p, rs, valid > 0 ? valid : 0, w, dst + p * width + row0, width);
+        }
+    for (; p < kc; p++) {
+        for (int r = 0; r < rows; r++)
             dst[p * width + r] = src[r * rs + p];
+        for (int r = rows; r < width; r++)
+            dst[p * width + r] = 0;
+    }
 }
 
 #elif ND_ISA_LEVEL == ND_ISA_AVX2
@@ -185,14 +199,15 @@ KERNEL_(ukernel_f64, double, 6, 4)
  * order, each store's two extra lanes overwritten by the next one, and the block's last column
  * lane by lane. Columns past the last whole block are copied one by one. */
 #define HAVE_TRANSPOSE_PACK 1
-__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int width, int64_t kc, float *dst)
+__attribute__((noinline)) static void transpose_pack_f32(const float *src, int64_t rs, int rows, int width, int64_t kc,
+                                                         float *dst)
 {
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8)
         for (int row0 = 0; row0 < width; row0 += 8) {
-            int w = width - row0 < 8 ? width - row0 : 8;
+            int w = width - row0 < 8 ? width - row0 : 8, valid = rows - row0 < w ? rows - row0 : w;
             const float *s0 = src + row0 * rs + p;
-#define LOAD_(i) __m256 r##i = i < w ? _mm256_loadu_ps(s0 + i * rs) : _mm256_setzero_ps();
+#define LOAD_(i) __m256 r##i = i < valid ? _mm256_loadu_ps(s0 + i * rs) : _mm256_setzero_ps();
             LOAD_(0) LOAD_(1) LOAD_(2) LOAD_(3) LOAD_(4) LOAD_(5) LOAD_(6) LOAD_(7)
 #undef LOAD_
             __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
@@ -222,9 +237,12 @@ __attribute__((noinline)) static void transpose_pack_f32(const float *src, int64
                 _mm_storel_pi((__m64 *)(void *)(d0 + 7 * width + 4), _mm256_extractf128_ps(c7, 1));
             }
         }
-    for (; p < kc; p++)
-        for (int r = 0; r < width; r++)
+    for (; p < kc; p++) {
+        for (int r = 0; r < rows; r++)
             dst[p * width + r] = src[r * rs + p];
+        for (int r = rows; r < width; r++)
+            dst[p * width + r] = 0;
+    }
 }
 
 #else
@@ -281,7 +299,7 @@ KERNEL_(ukernel_f64, double, 4, 2)
 #endif
 
 #ifndef HAVE_TRANSPOSE_PACK
-#define transpose_pack_f32(src, rs, width, kc, dst) ((void)0)
+#define transpose_pack_f32(src, rs, rows, width, kc, dst) ((void)0)
 #define TRANSPOSE_PACK(T) 0
 #else
 #define TRANSPOSE_PACK(T) (sizeof(T) == 4)
@@ -289,9 +307,10 @@ KERNEL_(ukernel_f64, double, 4, 2)
 
 /* One panel: dst[p * width + r] = src[r * rs + p * ps] for r < rows and p < kc, zeros for rows <= r <
  * width. An A panel is `rows` rows of A (rs its row stride, ps its column stride); a B panel is
- * `rows` columns of B (rs its column stride, ps its row stride). Full panels whose values for one
- * p are adjacent are row copies; full float32 panels whose rows run along p are transposed in
- * registers; the rest go element by element. Called with width a compile-time constant. */
+ * `rows` columns of B (rs its column stride, ps its row stride). Panels whose values for one p are
+ * adjacent are row copies; float32 panels whose rows run along p are transposed in registers; the
+ * rest go element by element. Called with width a compile-time constant. The transposing packer
+ * may write up to 16 floats past the panel (see it), into panels packed later or the slack. */
 #define PACK_PANEL(T, SUFFIX)                                                                        \
     static inline void pack_panel_##SUFFIX(const T *src, int64_t rs, int64_t ps, int64_t rows, int width, int64_t kc, \
                                            T *dst)                                                   \
@@ -301,8 +320,17 @@ KERNEL_(ukernel_f64, double, 4, 2)
                 memcpy(dst + p * width, src + p * ps, sizeof(T) * (size_t)width);                    \
             return;                                                                                  \
         }                                                                                            \
-        if (TRANSPOSE_PACK(T) && ps == 1 && rows == width) {                                         \
-            transpose_pack_f32((const float *)src, rs, width, kc, (float *)dst);                     \
+        if (TRANSPOSE_PACK(T) && ps == 1) {                                                          \
+            transpose_pack_f32((const float *)src, rs, (int)rows, width, kc, (float *)dst);          \
+            return;                                                                                  \
+        }                                                                                            \
+        if (rs == 1) {                                                                               \
+            for (int64_t p = 0; p < kc; p++) {                                                       \
+                T *d = dst + p * width;                                                              \
+                memcpy(d, src + p * ps, sizeof(T) * (size_t)rows);                                   \
+                for (int64_t r = rows; r < width; r++)                                               \
+                    d[r] = 0;                                                                        \
+            }                                                                                        \
             return;                                                                                  \
         }                                                                                            \
         for (int64_t p = 0; p < kc; p++) {                                                           \
@@ -379,7 +407,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         job_##SUFFIX *j = ctx;                                                                         \
         const int mr = j->mr, nr = j->nr;                                                              \
         const int64_t panels_per_block = MC_ROWS / mr;                                                 \
-        T *apack = nd_thread_scratch(ND_SCRATCH_GEMM_A, (size_t)(panels_per_block * mr * j->kc) * sizeof(T)); \
+        T *apack = nd_thread_scratch(ND_SCRATCH_GEMM_A, (size_t)(panels_per_block * mr * j->kc + 16) * sizeof(T)); \
         if (!apack) { /* no packing buffer: these rows of this block, slowly but exactly once, so    \
                        * rows other threads have already added to are never added twice */      \
             int64_t r1 = end * mr < j->m ? end * mr : j->m;                                            \
@@ -456,7 +484,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
             int64_t col_panels = (j.nc + j.nr - 1) / j.nr;                                             \
             for (j.pc = 0; j.pc < k; j.pc += KC) {                                                     \
                 j.kc = k - j.pc < KC ? k - j.pc : KC;                                                  \
-                j.bpack = nd_thread_scratch(ND_SCRATCH_GEMM_B, (size_t)(col_panels * j.nr * j.kc) * sizeof(T)); \
+                j.bpack = nd_thread_scratch(ND_SCRATCH_GEMM_B, (size_t)(col_panels * j.nr * j.kc + 16) * sizeof(T)); \
                 if (!j.bpack) /* only the first block can fail (it needs the most): C is untouched */  \
                     return false;                                                                      \
                 nd_parallel_for(col_panels, 8, pack_b_##SUFFIX, &j);                                   \
