@@ -30,8 +30,8 @@ else
 ISA_LEVELS = generic
 endif
 ISA_FLAGS_generic = -DND_ISA_LEVEL=0
-ISA_FLAGS_avx2 = -DND_ISA_LEVEL=1 -march=x86-64-v3
-ISA_FLAGS_avx512 = -DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512
+ISA_FLAGS_avx2 = -DND_ISA_LEVEL=1 -march=x86-64-v3 -ffp-contract=fast
+ISA_FLAGS_avx512 = -DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512 -ffp-contract=fast
 LIB_SRC = $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/autograd/*.c src/ops/*.c src/backend/*.c src/backend/cpu/*.c src/nn/*.c src/optim/*.c src/io/*.c))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(foreach l,$(ISA_LEVELS),$(ISA_SRC:%.c=$(BUILD)/obj/%.$(l).o))
 HEADERS = $(wildcard include/*.h src/*/*.h src/*/*/*.h)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Register-blocked kernels keep their accumulators in registers, with every compiler and level.
+# Register-blocked kernels keep their accumulators in registers, and the float32 elementwise
+# kernels are vectorised, with every compiler and level.
 #
 # Compiles src/backend/cpu/cpu_gemm.c (the GEMM micro-kernels and the packing transposes) for each
 # vector level with gcc and clang at -O2 and -O3, disassembles it, and for each register-blocked
@@ -10,6 +11,12 @@
 # gcc once kept the AVX2 kernel's `__m256 acc[6][2]` in memory and stored ten accumulators per k
 # step; this check fails on that code. A kernel that is not found as a function of its own (inlined
 # or renamed) fails too, so the check cannot pass by looking at nothing.
+#
+# It also compiles src/backend/cpu/cpu_elementwise.c at -O3 (the build's level) and checks that the
+# float32 loops of exp, tanh, sigmoid, GELU (tanh form) and its gradient, ReLU's gradient and add
+# are vectorised at the level's full width (a packed float instruction on zmm at avx512, ymm at avx2,
+# xmm at generic): gcc once left exp, tanh and GELU scalar below AVX-512 (jump threading through
+# their selects, and -ftrapping-math), a third of a GPT step at AVX2.
 #
 # Prints one line per failure and a last line "kernels: N cases, M failed" (a compiler that is not
 # installed is named in a line "kernels: skipped CC (not installed)" before it). Exits 1 on a failure.
@@ -22,8 +29,8 @@ cases=0; failed=0; skipped=0
 # level name | flags | kernels that must be register-blocked
 levels=(
     "generic|-DND_ISA_LEVEL=0|ukernel_f32 ukernel_f64"
-    "avx2|-DND_ISA_LEVEL=1 -march=x86-64-v3|ukernel_f32 ukernel_f64 transpose_pack_f32"
-    "avx512|-DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512|ukernel_f32 ukernel_f64 transpose_block16"
+    "avx2|-DND_ISA_LEVEL=1 -march=x86-64-v3 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_pack_f32"
+    "avx512|-DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_block16"
 )
 if [ -z "$(gcc -dumpmachine 2>/dev/null | grep x86_64)" ]; then
     levels=("${levels[0]}")
@@ -57,6 +64,23 @@ check_function() {
         }' "$1" || echo "  the disassembly could not be read (awk failed)"
 }
 
+# check_vectorised OBJDUMP_FILE FUNCTION REGISTER: prints why not, if the function has no packed
+# float arithmetic on that register width.
+check_vectorised() {
+    awk -v want="$2" -v reg="$3" '
+        /^[0-9a-f]+ <.*>:$/ {
+            name = $2; sub(/^</, "", name); sub(/>:$/, "", name); sub(/\..*/, "", name)
+            inside = (name == want); if (inside) found = 1; next
+        }
+        inside && $0 ~ ("v(add|sub|mul|div|fmadd[0-9]+|fnmadd[0-9]+|fmsub[0-9]+|max|min|blendm|cmp[a-z]*)ps.*%" reg) { vec++ }
+        inside && reg == "xmm" && $0 ~ /[^v](add|mul|div|max|min|and)ps .*%xmm/ { vec++ }
+        END {
+            if (!found) print "  not found as a function of its own"
+            else if (!vec) print "  no packed float arithmetic on " reg ": the loop is scalar"
+        }' "$1"
+}
+elementwise_kernels="exp_f32 tanh_f32 sigmoid_f32 gelu_tanh_f32 gelu_tanh_grad_f32 relu_grad_f32 add_f32"
+
 for cc in gcc clang; do
     if ! command -v "$cc" >/dev/null 2>&1; then
         echo "kernels: skipped $cc (not installed)"; skipped=$((skipped + 1)); continue
@@ -66,7 +90,7 @@ for cc in gcc clang; do
             IFS='|' read -r level flags kernels <<<"$entry"
             obj="$tmp/$cc$opt$level.o"
             # shellcheck disable=SC2086
-            if ! "$cc" -std=c11 $opt -fno-math-errno -Iinclude -Isrc $flags -c "$src" -o "$obj" 2>"$tmp/err"; then
+            if ! "$cc" -std=c11 $opt -fno-math-errno -fno-trapping-math -Iinclude -Isrc $flags -c "$src" -o "$obj" 2>"$tmp/err"; then
                 cases=$((cases + 1)); failed=$((failed + 1))
                 echo "FAIL kernels: $cc $opt $level does not compile"; cat "$tmp/err"; continue
             fi
@@ -76,6 +100,23 @@ for cc in gcc clang; do
                 out=$(check_function "$obj.s" "$k")
                 if [ -n "$out" ]; then
                     failed=$((failed + 1)); echo "FAIL kernels: $k ($level, $cc $opt)"; printf '%s\n' "$out" | head -n 12
+                fi
+            done
+            [ "$opt" = -O3 ] || continue # the build's level (Makefile OPT): gcc's -O2 vectorises no loop that needs an alias check
+            ew="$tmp/ew$cc$opt$level.o"
+            # shellcheck disable=SC2086
+            if ! "$cc" -std=c11 $opt -fno-math-errno -fno-trapping-math -Iinclude -Isrc $flags -c src/backend/cpu/cpu_elementwise.c \
+                    -o "$ew" 2>"$tmp/err"; then
+                cases=$((cases + 1)); failed=$((failed + 1))
+                echo "FAIL kernels: cpu_elementwise.c ($level, $cc $opt) does not compile"; cat "$tmp/err"; continue
+            fi
+            objdump -d --no-show-raw-insn "$ew" >"$ew.s"
+            reg=xmm; [ "$level" = avx2 ] && reg=ymm; [ "$level" = avx512 ] && reg=zmm
+            for k in $elementwise_kernels; do
+                cases=$((cases + 1))
+                out=$(check_vectorised "$ew.s" "$k" "$reg")
+                if [ -n "$out" ]; then
+                    failed=$((failed + 1)); echo "FAIL kernels: $k is not vectorised ($level, $cc $opt)"; printf '%s\n' "$out"
                 fi
             done
         done

@@ -1877,15 +1877,16 @@ TEST(scaled_dot_product_attention)
     GC("sdpa causal, more queries than keys", fn_attention, &c7, leaf(ANY, ND_SHAPE(2, 5, 4)),
        leaf(ANY, ND_SHAPE(2, 3, 4)), leaf(ANY, ND_SHAPE(2, 3, 2)));
     GC("sdpa causal, heads cut from a packed qkv", fn_packed_heads_attention, NULL, leaf(ANY, ND_SHAPE(2, 4, 18)));
-    /* Causal attention skips the score blocks above the diagonal (blocks of 24 query rows and key
-     * columns): lengths over several blocks, not multiples of one, queries fewer or more than keys. */
-    GC("sdpa causal, several blocks", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 53, 3)), leaf(ANY, ND_SHAPE(1, 53, 3)),
+    /* Causal attention skips the score tiles above the diagonal (tiles of 12 or 6 rows and 32 or
+     * 16 columns, and parts of K): lengths over several tiles, not multiples of one, queries fewer
+     * or more than keys. */
+    GC("sdpa causal, several tiles", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 53, 3)), leaf(ANY, ND_SHAPE(1, 53, 3)),
        leaf(ANY, ND_SHAPE(1, 53, 2)));
-    GC("sdpa causal, several blocks, fewer queries", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 29, 2)),
+    GC("sdpa causal, several tiles, fewer queries", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 29, 2)),
        leaf(ANY, ND_SHAPE(1, 61, 2)), leaf(ANY, ND_SHAPE(1, 61, 2)));
-    GC("sdpa causal, several blocks, more queries", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 61, 2)),
+    GC("sdpa causal, several tiles, more queries", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 61, 2)),
        leaf(ANY, ND_SHAPE(1, 29, 2)), leaf(ANY, ND_SHAPE(1, 29, 2)));
-    GC("sdpa causal, exactly two blocks", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 48, 2)), leaf(ANY, ND_SHAPE(1, 48, 2)),
+    GC("sdpa causal, whole tiles", fn_attention, &c7, leaf(ANY, ND_SHAPE(1, 48, 2)), leaf(ANY, ND_SHAPE(1, 48, 2)),
        leaf(ANY, ND_SHAPE(1, 48, 1)));
     nd_scope_end();
 }

@@ -2770,7 +2770,7 @@ def grad_fn_cases(orc):
                     lambda o, x, t, red=red: o.nll_loss(x, t, None, -100, red), kind="reduce")
             orc.run("mse_loss(%s)" % red, [n((3, 4)), n((3, 4))], lambda o, x, y, red=red: o.mse_loss(x, y, red),
                     kind="reduce")
-        # causal attention over several of the kernel's 24-row blocks (those above the diagonal skipped)
+        # causal attention over several GEMM tiles (those above the diagonal skipped)
         for sq, sk, sv in (((2, 2, 100, 16), (2, 2, 100, 16), (2, 2, 100, 8)), ((1, 3, 37, 8), (1, 3, 90, 8), (1, 3, 90, 8)),
                            ((1, 3, 90, 8), (1, 3, 37, 8), (1, 3, 37, 4)), ((1, 1, 72, 4), (1, 1, 72, 4), (1, 1, 72, 4))):
             orc.run("scaled_dot_product_attention(causal, L %d, S %d)" % (sq[2], sk[2]), [n(sq), n(sk), n(sv)],

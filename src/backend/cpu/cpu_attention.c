@@ -26,7 +26,7 @@ static inline int64_t visible(const nd_attention_geometry *g, int64_t i)
 }
 
 /* The row helpers below take the row's n visible scores and zero the masked ones up to `width`
- * (the columns its row block computes; the block skipping above the diagonal never reads more). */
+ * (the row's length S: the causal products read those zeros). */
 
 /* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
 static float softmax_row_f32(float *row, int64_t n, int64_t width, float scale)
@@ -133,47 +133,41 @@ static void slice_offsets(const nd_attention_geometry *g, int64_t s, int64_t *oq
 }
 
 
-/* Causal attention skips the score blocks above the diagonal: query rows go in blocks of
- * BLOCK_ROWS, and a block computes only the key columns its last row can see, n_b = min(i1, S)
- * (top-left aligned mask, as is_causal). The key-side gradients (dV, dK) go by column blocks with
- * the same boundaries, each from the rows that can see it (rows >= j0), so no product ever reads
- * a score above the diagonal's blocks; within a diagonal block the masked scores are zeros. For L =
- * S = 128 this is 59% of the full products' work; without a mask there is one block of all rows
- * and columns. A multiple of both levels' micro-tile heights (12 and 6). */
-enum { BLOCK_ROWS = 24 };
-
-static inline int64_t block_rows(const nd_attention_geometry *g) { return g->causal ? BLOCK_ROWS : (g->L > 0 ? g->L : 1); }
-static inline int64_t block_cols(const nd_attention_geometry *g) { return g->causal ? BLOCK_ROWS : (g->S > 0 ? g->S : 1); }
-/* The key columns row block [i0, i1) computes. */
-static inline int64_t block_width(const nd_attention_geometry *g, int64_t i1)
+/* Causal attention skips the score tiles above the diagonal: each product of a slice is one GEMM
+ * with a causal shape (nd_gemm_shape): the scores and their gradient keep only the tiles that
+ * touch the lower triangle (LOWER_C), and the products that read a score matrix run, per tile,
+ * only the part of it that can be nonzero (K_TO_ROW for P V and dS K, K_FROM_ROW for Pᵀ dO and
+ * dSᵀ Q). The masked scores of every row are zeros, so the skipped parts contribute nothing, and
+ * each operand is packed once per product. For L = S = 128 about 55% of the full products'
+ * work; without a mask the shapes are dense. */
+static inline nd_gemm_shape causal_shape(const nd_attention_geometry *g, nd_gemm_shape shape)
 {
-    return g->causal ? (i1 < g->S ? i1 : g->S) : g->S;
+    return g->causal ? shape : ND_GEMM_DENSE;
 }
 
-/* Rows [i0, i1) of P = softmax(q kᵀ scale) into the scratch rows (row stride S, columns up to
- * the block's width); fills lse when asked (forward) or uses it. */
-static void probabilities(const attention_job *j, void *P, const char *q, const char *k, int64_t i0, int64_t i1,
-                          const void *lse_in, void *lse_out)
+/* P = softmax(q kᵀ scale) into the scratch rows (row stride S); fills lse when asked (forward) or
+ * uses it. */
+static void probabilities(const attention_job *j, void *P, const char *q, const char *k, const void *lse_in,
+                          void *lse_out)
 {
     const nd_attention_geometry *g = j->g;
     const int nb = g->nbatch;
-    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, width = block_width(g, i1);
-    nd_cpu_gemm_2d(j->dtype, i1 - i0, width, g->E, q + i0 * g->q_strides[nb] * es, g->q_strides[nb], g->q_strides[nb + 1],
-                   k, g->k_strides[nb + 1], g->k_strides[nb], (char *)P + i0 * g->S * es, g->S, false);
-    for (int64_t i = i0; i < i1; i++) {
+    nd_cpu_gemm_shaped(j->dtype, g->L, g->S, g->E, q, g->q_strides[nb], g->q_strides[nb + 1], k, g->k_strides[nb + 1],
+                       g->k_strides[nb], P, g->S, causal_shape(g, ND_GEMM_LOWER_C));
+    for (int64_t i = 0; i < g->L; i++) {
         int64_t n = visible(g, i);
         if (j->dtype == ND_FLOAT32) {
             float *row = (float *)P + i * g->S;
             if (lse_out)
-                ((float *)lse_out)[i] = softmax_row_f32(row, n, width, (float)g->scale);
+                ((float *)lse_out)[i] = softmax_row_f32(row, n, g->S, (float)g->scale);
             else
-                recompute_row_f32(row, n, width, (float)g->scale, ((const float *)lse_in)[i]);
+                recompute_row_f32(row, n, g->S, (float)g->scale, ((const float *)lse_in)[i]);
         } else {
             double *row = (double *)P + i * g->S;
             if (lse_out)
-                ((double *)lse_out)[i] = softmax_row_f64(row, n, width, g->scale);
+                ((double *)lse_out)[i] = softmax_row_f64(row, n, g->S, g->scale);
             else
-                recompute_row_f64(row, n, width, g->scale, ((const double *)lse_in)[i]);
+                recompute_row_f64(row, n, g->S, g->scale, ((const double *)lse_in)[i]);
         }
     }
 }
@@ -183,7 +177,7 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     (void)chunk;
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
-    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, rb = block_rows(g);
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch;
     void *P = nd_thread_scratch(ND_SCRATCH_SCORES, (size_t)(g->L * g->S * es));
     if (!P) {
         atomic_store(&j->failed, true);
@@ -193,14 +187,9 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         int64_t oq, ok, ov;
         slice_offsets(g, s, &oq, &ok, &ov);
         const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
-        char *out = j->out + s * g->L * g->Ev * es;
-        for (int64_t i0 = 0; i0 < g->L; i0 += rb) {
-            int64_t i1 = i0 + rb < g->L ? i0 + rb : g->L, width = block_width(g, i1);
-            probabilities(j, P, q, k, i0, i1, NULL, j->out_lse + s * g->L * es);
-            /* out rows = P rows [0, width) V rows [0, width) */
-            nd_cpu_gemm_2d(j->dtype, i1 - i0, g->Ev, width, (char *)P + i0 * g->S * es, g->S, 1, v, g->v_strides[nb],
-                           g->v_strides[nb + 1], out + i0 * g->Ev * es, g->Ev, false);
-        }
+        probabilities(j, P, q, k, NULL, j->out_lse + s * g->L * es);
+        nd_cpu_gemm_shaped(j->dtype, g->L, g->Ev, g->S, P, g->S, 1, v, g->v_strides[nb], g->v_strides[nb + 1],
+                           j->out + s * g->L * g->Ev * es, g->Ev, causal_shape(g, ND_GEMM_K_TO_ROW));
     }
 }
 
@@ -209,7 +198,7 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     (void)chunk;
     attention_job *j = ctx;
     const nd_attention_geometry *g = j->g;
-    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S, rb = block_rows(g);
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, nb = g->nbatch, LS = g->L * g->S;
     char *P = nd_thread_scratch(ND_SCRATCH_SCORES, (size_t)(2 * LS * es));
     if (!P) {
         atomic_store(&j->failed, true);
@@ -221,39 +210,24 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         slice_offsets(g, s, &oq, &ok, &ov);
         const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
         const char *dout = j->dout + s * g->L * g->Ev * es;
-        char *dq = j->dq + s * g->L * g->E * es, *dk = j->dk + s * g->S * g->E * es, *dv = j->dv + s * g->S * g->Ev * es;
-        /* Query rows: P again, dP = dO Vᵀ, dS in place of dP, dQ = dS K, each over the block's columns. */
-        for (int64_t i0 = 0; i0 < g->L; i0 += rb) {
-            int64_t i1 = i0 + rb < g->L ? i0 + rb : g->L, width = block_width(g, i1);
-            probabilities(j, P, q, k, i0, i1, j->lse + s * g->L * es, NULL);
-            nd_cpu_gemm_2d(j->dtype, i1 - i0, width, g->Ev, dout + i0 * g->Ev * es, g->Ev, 1, v, g->v_strides[nb + 1],
-                           g->v_strides[nb], dP + i0 * g->S * es, g->S, false);
-            for (int64_t i = i0; i < i1; i++) {
-                int64_t n = visible(g, i);
-                if (j->dtype == ND_FLOAT32)
-                    score_grad_row_float((const float *)P + i * g->S, (float *)dP + i * g->S, n, width, (float)g->scale);
-                else
-                    score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, width, g->scale);
-            }
-            nd_cpu_gemm_2d(j->dtype, i1 - i0, g->E, width, dP + i0 * g->S * es, g->S, 1, k, g->k_strides[nb],
-                           g->k_strides[nb + 1], dq + i0 * g->E * es, g->E, false);
+        probabilities(j, P, q, k, j->lse + s * g->L * es, NULL);
+        /* dV = Pᵀ dO,  dP = dO Vᵀ */
+        nd_cpu_gemm_shaped(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, g->Ev, 1, j->dv + s * g->S * g->Ev * es, g->Ev,
+                           causal_shape(g, ND_GEMM_K_FROM_ROW));
+        nd_cpu_gemm_shaped(j->dtype, g->L, g->S, g->Ev, dout, g->Ev, 1, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S,
+                           causal_shape(g, ND_GEMM_LOWER_C));
+        for (int64_t i = 0; i < g->L; i++) {
+            int64_t n = visible(g, i);
+            if (j->dtype == ND_FLOAT32)
+                score_grad_row_float((const float *)P + i * g->S, (float *)dP + i * g->S, n, g->S, (float)g->scale);
+            else
+                score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, g->S, g->scale);
         }
-        /* Key columns: dV = Pᵀ dO and dK = dSᵀ Q, from the rows that see the column block. With
-         * the causal mask and fewer queries than keys, keys from L on are seen by no query: their
-         * gradients are zero (and no block computed their scores). */
-        int64_t seen = g->causal && g->L < g->S ? g->L : g->S;
-        for (int64_t j0 = 0, cb = block_cols(g); j0 < seen; j0 += cb) {
-            int64_t j1 = j0 + cb < seen ? j0 + cb : seen, r0 = g->causal ? j0 : 0, rows = g->L - r0;
-            nd_cpu_gemm_2d(j->dtype, j1 - j0, g->Ev, rows, P + (r0 * g->S + j0) * es, 1, g->S, dout + r0 * g->Ev * es, g->Ev,
-                           1, dv + j0 * g->Ev * es, g->Ev, false);
-            nd_cpu_gemm_2d(j->dtype, j1 - j0, g->E, rows, dP + (r0 * g->S + j0) * es, 1, g->S,
-                           q + r0 * g->q_strides[nb] * es, g->q_strides[nb], g->q_strides[nb + 1], dk + j0 * g->E * es, g->E,
-                           false);
-        }
-        if (seen < g->S) {
-            memset(dv + seen * g->Ev * es, 0, (size_t)((g->S - seen) * g->Ev * es));
-            memset(dk + seen * g->E * es, 0, (size_t)((g->S - seen) * g->E * es));
-        }
+        /* dQ = dS K,  dK = dSᵀ Q */
+        nd_cpu_gemm_shaped(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1],
+                           j->dq + s * g->L * g->E * es, g->E, causal_shape(g, ND_GEMM_K_TO_ROW));
+        nd_cpu_gemm_shaped(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1],
+                           j->dk + s * g->S * g->E * es, g->E, causal_shape(g, ND_GEMM_K_FROM_ROW));
     }
 }
 

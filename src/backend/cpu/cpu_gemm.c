@@ -385,6 +385,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         int mr, nr;                                                                                    \
         void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool);                             \
         bool accumulate; /* add to C instead of overwriting it */                                     \
+        int shape;       /* nd_gemm_shape: which tiles and which part of K each tile needs */          \
     } job_##SUFFIX;                                                                                    \
                                                                                                        \
     /* Column panels [begin, end) of the current B block, zero-padded to NR. */                        \
@@ -425,11 +426,22 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         int64_t col_panels = (j->nc + nr - 1) / nr;                                                    \
         for (int64_t pb = begin; pb < end; pb += panels_per_block) {                                   \
             int64_t pe = pb + panels_per_block < end ? pb + panels_per_block : end;                    \
-            for (int64_t panel = pb; panel < pe; panel++) {                                            \
-                int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;                 \
-                pack_panel_##SUFFIX(j->a + row0 * j->ar + j->pc * j->ac, j->ar, j->ac, rows, MR, j->kc,  \
-                                    apack + (panel - pb) * j->kc * mr);                                \
-            }                                                                                          \
+            if (j->ar == 1 && j->m >= pe * mr) {                                                       \
+                /* A's rows adjacent in memory (a transposed operand, as a weight gradient's gᵀ): one  \
+                 * pass along each of A's columns, panel by panel, instead of every panel revisiting \
+                 * the same columns (their lines got evicted in between) */                          \
+                for (int64_t p = 0; p < j->kc; p++) {                                                  \
+                    const T *src = j->a + pb * mr + (j->pc + p) * j->ac;                               \
+                    for (int64_t panel = pb; panel < pe; panel++)                                      \
+                        memcpy(apack + (panel - pb) * j->kc * mr + p * mr, src + (panel - pb) * mr,    \
+                               sizeof(T) * MR);                                                        \
+                }                                                                                      \
+            } else                                                                                     \
+                for (int64_t panel = pb; panel < pe; panel++) {                                        \
+                    int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
+                    pack_panel_##SUFFIX(j->a + row0 * j->ar + j->pc * j->ac, j->ar, j->ac, rows, MR, j->kc, \
+                                        apack + (panel - pb) * j->kc * mr);                            \
+                }                                                                                      \
             for (int64_t cp = 0; cp < col_panels; cp++) {                                              \
                 const T *bp = j->bpack + cp * j->kc * nr;                                              \
                 int64_t col0 = j->jc + cp * nr, cols = j->jc + j->nc - col0 < nr ? j->jc + j->nc - col0 : nr; \
@@ -445,10 +457,19 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                         prefetch_tile(j->c + pb * mr * j->cr + col0 + nr, j->m - pb * mr < mr ? j->m - pb * mr : mr, \
                                       j->cr * (int64_t)sizeof(T),                                      \
                                       (cols < nr ? cols : nr) * (int64_t)sizeof(T));                   \
+                    /* causal shapes: tiles wholly above the diagonal are skipped, and a tile runs \
+                     * only the part of K whose A values can be nonzero for its rows */              \
+                    int64_t k0 = 0, k1 = j->kc;                                                        \
+                    if (j->shape == ND_GEMM_LOWER_C && col0 > row0 + rows - 1)                         \
+                        continue;                                                                      \
+                    if (j->shape == ND_GEMM_K_FROM_ROW && row0 > j->pc)                                \
+                        k0 = row0 - j->pc < j->kc ? row0 - j->pc : j->kc;                              \
+                    if (j->shape == ND_GEMM_K_TO_ROW)                                                  \
+                        k1 = row0 + rows - j->pc <= 0 ? 0 : row0 + rows - j->pc < j->kc ? row0 + rows - j->pc : j->kc; \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
-                        j->kernel(j->kc, ap, bp, cp0, j->cr, accumulate);                              \
+                        j->kernel(k1 - k0, ap + k0 * mr, bp + k0 * nr, cp0, j->cr, accumulate);        \
                     } else {                                                                           \
-                        j->kernel(j->kc, ap, bp, tile, nr, false);                                     \
+                        j->kernel(k1 - k0, ap + k0 * mr, bp + k0 * nr, tile, nr, false);               \
                         for (int64_t r = 0; r < rows; r++)                                             \
                             for (int64_t q = 0; q < cols; q++) {                                       \
                                 T *dst = cp0 + r * j->cr + q * j->cc;                                  \
@@ -462,7 +483,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                                                                                                        \
     static bool gemm_##SUFFIX(int64_t m, int64_t n, int64_t k, const T *a, int64_t ar, int64_t ac,     \
                               const T *b, int64_t br, int64_t bc, T *c, int64_t cr, int64_t cc,        \
-                              bool accumulate)                                                         \
+                              bool accumulate, int shape)                                              \
     {                                                                                                  \
         if (k == 0) { /* an empty sum: zeros, or C unchanged when accumulating */                      \
             for (int64_t i = 0; !accumulate && i < m; i++)                                             \
@@ -472,10 +493,10 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         }                                                                                              \
         /* Fewer columns than a micro-tile is wide, more rows: compute Cᵀ = Bᵀ Aᵀ instead, so the    \
          * tiles are filled (a convolution's weight gradient with 9 columns runs 2-3x faster). */  \
-        if (n < NR && m > n)                                                                \
-            return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate);               \
+        if (n < NR && m > n && shape == ND_GEMM_DENSE)                                                 \
+            return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate, shape);        \
         job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, MR, NR,         \
-                          ukernel_##SUFFIX, accumulate};                                       \
+                          ukernel_##SUFFIX, accumulate, shape};                                \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
@@ -561,15 +582,29 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
         if (dtype == ND_FLOAT32) {
             const float *A = (const float *)a + p * as[0], *B = (const float *)b + p * bs[0];
             float *C = (float *)c + p * cs[0];
-            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate)) {
+            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, ND_GEMM_DENSE)) {
                 NAIVE(float)
             }
         } else {
             const double *A = (const double *)a + p * as[0], *B = (const double *)b + p * bs[0];
             double *C = (double *)c + p * cs[0];
-            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate)) {
+            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, ND_GEMM_DENSE)) {
                 NAIVE(double)
             }
         }
     }
+}
+
+void nd_cpu_gemm_shaped(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac,
+                        const void *b, int64_t br, int64_t bc, void *c, int64_t cr, nd_gemm_shape shape)
+{
+#ifndef ND_USE_OPENBLAS
+    if (dtype == ND_FLOAT32 ? gemm_f32(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, shape)
+                            : gemm_f64(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, shape))
+        return;
+#else
+    (void)shape;
+#endif
+    /* no packing buffer (or OpenBLAS): the whole product, which the zeros make the same */
+    nd_cpu_gemm_2d(dtype, m, n, k, a, ar, ac, b, br, bc, c, cr, false);
 }

@@ -11,6 +11,7 @@
 #define nd_cpu_backend ND_ISA_NAME(nd_cpu_backend)
 #define nd_cpu_gemm ND_ISA_NAME(nd_cpu_gemm)
 #define nd_cpu_gemm_kernel_name ND_ISA_NAME(nd_cpu_gemm_kernel_name)
+#define nd_cpu_gemm_shaped ND_ISA_NAME(nd_cpu_gemm_shaped)
 #define nd_cpu_im2col ND_ISA_NAME(nd_cpu_im2col)
 #define nd_cpu_col2im ND_ISA_NAME(nd_cpu_col2im)
 #define nd_cpu_max_pool2d ND_ISA_NAME(nd_cpu_max_pool2d)
@@ -51,6 +52,16 @@ static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t 
 }
 
 const char *nd_cpu_gemm_kernel_name(void);
+
+/* Products with a causal structure (attention under a top-left aligned mask: row i of the score
+ * matrix sees columns 0..i). LOWER_C: only C[i][j] with j <= i is wanted; tiles wholly above the
+ * diagonal are skipped (left unwritten). K_FROM_ROW: A[i][p] is zero for p < i (A is a score matrix
+ * transposed); K_TO_ROW: A[i][p] is zero for p > i (A is a score matrix). Each tile then runs only
+ * the part of K its rows need. The zeros must be in A: whole products give the same result. */
+typedef enum nd_gemm_shape { ND_GEMM_DENSE, ND_GEMM_LOWER_C, ND_GEMM_K_FROM_ROW, ND_GEMM_K_TO_ROW } nd_gemm_shape;
+/* C = A @ B with a causal shape (C row-major with row stride cr, never accumulated). */
+void nd_cpu_gemm_shaped(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, int64_t ar, int64_t ac,
+                        const void *b, int64_t br, int64_t bc, void *c, int64_t cr, nd_gemm_shape shape);
 /* Frees the calling thread's kernel scratch: GEMM packing buffers and per-thread slots (one
  * function for every level: threads.c). */
 void nd_cpu_release_scratch(void);
