@@ -2,7 +2,8 @@
 # Register-blocked kernels keep their accumulators in registers, and the float32 elementwise
 # kernels are vectorised, with every compiler and level.
 #
-# Compiles src/backend/cpu/cpu_gemm.c (the GEMM micro-kernels and the packing transposes) for each
+# Compiles src/backend/cpu/cpu_gemm.c (the GEMM micro-kernels, their edge variants and the packing
+# transposes) for each
 # vector level with gcc and clang at -O2 and -O3, disassembles it, and for each register-blocked
 # kernel checks (no timing, so the verdict is the same on any machine):
 #   1. no instruction moves a vector register to or from the stack (a spill of an accumulator or of
@@ -26,25 +27,49 @@ src=src/backend/cpu/cpu_gemm.c
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cases=0; failed=0; skipped=0
 
+# edge_T_V_R: the edge kernels of R rows and V vectors (all but the full tile, which is ukernel_T)
+edges() { # edges MR
+    local t v r out=""
+    for t in f32 f64; do for v in 1 2; do for r in $(seq 1 "$1"); do
+        [ "$v" = 2 ] && [ "$r" = "$1" ] && continue
+        out="$out edge_${t}_${v}_$r"
+    done; done; done
+    echo "$out"
+}
 # level name | flags | kernels that must be register-blocked
 levels=(
     "generic|-DND_ISA_LEVEL=0|ukernel_f32 ukernel_f64"
-    "avx2|-DND_ISA_LEVEL=1 -march=x86-64-v3 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_pack_f32"
-    "avx512|-DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_block16"
+    "avx2|-DND_ISA_LEVEL=1 -march=x86-64-v3 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_pack_f32 $(edges 6)"
+    "avx512|-DND_ISA_LEVEL=2 -march=x86-64-v4 -mprefer-vector-width=512 -ffp-contract=fast|ukernel_f32 ukernel_f64 transpose_block16 $(edges 12)"
 )
 if [ -z "$(gcc -dumpmachine 2>/dev/null | grep x86_64)" ]; then
     levels=("${levels[0]}")
 fi
 
-# check_function OBJDUMP_FILE FUNCTION: prints the offending instructions, if any.
-check_function() {
-    awk -v want="$2" '
+# check_functions OBJDUMP_FILE "F1 F2 ...": one line "F: problem" per offending instruction, and
+# "F: not found ..." for a function that is not there; nothing when all are clean.
+check_functions() {
+    awk -v list="$2" '
         function hex(s,    i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
-        /^[0-9a-f]+ <.*>:$/ {
-            name = $2; sub(/^</, "", name); sub(/>:$/, "", name); sub(/\..*/, "", name)
-            inside = (name == want); if (inside) found = 1; next
+        function finish(    i, l, stack) {
+            if (cur == "") return
+            for (i = 1; i <= n; i++) {
+                stack = text[i] ~ /\(%rsp[),]/ || (frame && text[i] ~ /\(%rbp[),]/)
+                if (!stack) continue
+                if (text[i] ~ /%[xyz]mm[0-9]+/) { print cur ": vector register spilled or reloaded:" text[i]; continue }
+                for (l = 1; l <= loops; l++)
+                    if (at[i] >= lo[l] && at[i] <= hi[l]) { print cur ": stack access inside a loop:" text[i]; break }
+            }
+            cur = ""
         }
-        inside && /^ +[0-9a-f]+:/ {
+        BEGIN { split(list, names, " "); for (i in names) wanted[names[i]] = 1 }
+        /^[0-9a-f]+ <.*>:$/ {
+            finish()
+            name = $2; sub(/^</, "", name); sub(/>:$/, "", name); sub(/\..*/, "", name)
+            if (name in wanted) { cur = name; found[name] = 1; n = 0; loops = 0; frame = 0 }
+            next
+        }
+        cur != "" && /^ +[0-9a-f]+:/ {
             addr = hex(substr($1, 1, length($1) - 1)); n++; at[n] = addr; text[n] = $0
             if ($0 ~ /mov +%rsp,%rbp/) frame = 1   # %rbp is the frame pointer only when set from %rsp
             if ($0 ~ /\t+j[a-z]+ +[0-9a-f]+ </) {
@@ -53,15 +78,9 @@ check_function() {
             }
         }
         END {
-            if (!found) { print "  not found as a function of its own (inlined or renamed?)"; exit }
-            for (i = 1; i <= n; i++) {
-                stack = text[i] ~ /\(%rsp[),]/ || (frame && text[i] ~ /\(%rbp[),]/)
-                if (!stack) continue
-                if (text[i] ~ /%[xyz]mm[0-9]+/) { print "  vector register spilled or reloaded:" text[i]; continue }
-                for (l = 1; l <= loops; l++)
-                    if (at[i] >= lo[l] && at[i] <= hi[l]) { print "  stack access inside a loop:" text[i]; break }
-            }
-        }' "$1" || echo "  the disassembly could not be read (awk failed)"
+            finish()
+            for (f in wanted) if (!(f in found)) print f ": not found as a function of its own (inlined or renamed?)"
+        }' "$1" || echo "(all): the disassembly could not be read (awk failed)"
 }
 
 # check_vectorised OBJDUMP_FILE FUNCTION REGISTER: prints why not, if the function has no packed
@@ -95,13 +114,17 @@ for cc in gcc clang; do
                 echo "FAIL kernels: $cc $opt $level does not compile"; cat "$tmp/err"; continue
             fi
             objdump -d --no-show-raw-insn "$obj" >"$obj.s"
+            out=$(check_functions "$obj.s" "$kernels")
             for k in $kernels; do
                 cases=$((cases + 1))
-                out=$(check_function "$obj.s" "$k")
-                if [ -n "$out" ]; then
-                    failed=$((failed + 1)); echo "FAIL kernels: $k ($level, $cc $opt)"; printf '%s\n' "$out" | head -n 12
+                bad=$(printf '%s\n' "$out" | grep "^$k: ")
+                if [ -n "$bad" ]; then
+                    failed=$((failed + 1)); echo "FAIL kernels: $k ($level, $cc $opt)"; printf '%s\n' "$bad" | head -n 12 | sed 's/^/  /'
                 fi
             done
+            if printf '%s\n' "$out" | grep -q '^(all)'; then
+                cases=$((cases + 1)); failed=$((failed + 1)); echo "FAIL kernels: $level, $cc $opt: $out"
+            fi
             [ "$opt" = -O3 ] || continue # the build's level (Makefile OPT): gcc's -O2 vectorises no loop that needs an alias check
             ew="$tmp/ew$cc$opt$level.o"
             # shellcheck disable=SC2086

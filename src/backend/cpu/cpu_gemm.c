@@ -57,6 +57,51 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
     VSTOREU(c + i * rs, c##i##a);                                                                  \
     VSTOREU(c + i * rs + VW, c##i##b);
 
+/* Edge kernels for tiles with fewer rows than MR or columns that fit one vector: the same loop on
+ * only the accumulators they need (RL lists the rows; panels keep their full MR x NR layout), so
+ * a 4-row or 16-column edge costs a third or a half of a full tile instead of a full one. The
+ * driver picks them from a table [vectors - 1][rows - 1]. */
+#define EDGE2_(NAME, T, MR, W, RL)                                                                  \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate) \
+    {                                                                                              \
+        RL(DECLARE_)                                                                               \
+        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+            VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
+            RL(UPDATE_)                                                                            \
+        }                                                                                          \
+        RL(STORE_)                                                                                 \
+    }
+#define EDGE1_(NAME, T, MR, W, RL)                                                                  \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate) \
+    {                                                                                              \
+        RL(DECLARE1_)                                                                              \
+        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+            VEC b0 = VLOAD(b);                                                                     \
+            RL(UPDATE1_)                                                                           \
+        }                                                                                          \
+        RL(STORE1_)                                                                                \
+    }
+#define DECLARE1_(i) VEC c##i##a = VZERO();
+#define UPDATE1_(i) c##i##a = VFMA(VSET1(a[i]), b0, c##i##a);
+#define STORE1_(i)                                                                                 \
+    if (accumulate)                                                                                \
+        c##i##a = VADD(c##i##a, VLOADU(c + i * rs));                                               \
+    VSTOREU(c + i * rs, c##i##a);
+#define RL1_(X) X(0)
+#define RL2_(X) RL1_(X) X(1)
+#define RL3_(X) RL2_(X) X(2)
+#define RL4_(X) RL3_(X) X(3)
+#define RL5_(X) RL4_(X) X(4)
+#define RL6_(X) RL5_(X) X(5)
+#define RL7_(X) RL6_(X) X(6)
+#define RL8_(X) RL7_(X) X(7)
+#define RL9_(X) RL8_(X) X(8)
+#define RL10_(X) RL9_(X) X(9)
+#define RL11_(X) RL10_(X) X(10)
+#define RL12_(X) RL11_(X) X(11)
+typedef void (*tile_kernel_f32)(int64_t, const float *, const float *, float *, int64_t, bool);
+typedef void (*tile_kernel_f64)(int64_t, const double *, const double *, double *, int64_t, bool);
+
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
 /* float32 12 x 32 (24 zmm accumulators, two B vectors, one broadcast at a time); float64 12 x 16. */
@@ -72,6 +117,27 @@ enum { MR32 = 12, NR32 = 32, MR64 = 12, NR64 = 16 };
 #define VADD _mm512_add_ps
 #define VSTOREU _mm512_storeu_ps
 KERNEL_(ukernel_f32, float, 12, 16)
+#define EDGES12_(SUF, T, W)                                                                         \
+    EDGE1_(edge_##SUF##_1_1, T, 12, W, RL1_) EDGE1_(edge_##SUF##_1_2, T, 12, W, RL2_)               \
+    EDGE1_(edge_##SUF##_1_3, T, 12, W, RL3_) EDGE1_(edge_##SUF##_1_4, T, 12, W, RL4_)               \
+    EDGE1_(edge_##SUF##_1_5, T, 12, W, RL5_) EDGE1_(edge_##SUF##_1_6, T, 12, W, RL6_)               \
+    EDGE1_(edge_##SUF##_1_7, T, 12, W, RL7_) EDGE1_(edge_##SUF##_1_8, T, 12, W, RL8_)               \
+    EDGE1_(edge_##SUF##_1_9, T, 12, W, RL9_) EDGE1_(edge_##SUF##_1_10, T, 12, W, RL10_)             \
+    EDGE1_(edge_##SUF##_1_11, T, 12, W, RL11_) EDGE1_(edge_##SUF##_1_12, T, 12, W, RL12_)           \
+    EDGE2_(edge_##SUF##_2_1, T, 12, W, RL1_) EDGE2_(edge_##SUF##_2_2, T, 12, W, RL2_)               \
+    EDGE2_(edge_##SUF##_2_3, T, 12, W, RL3_) EDGE2_(edge_##SUF##_2_4, T, 12, W, RL4_)               \
+    EDGE2_(edge_##SUF##_2_5, T, 12, W, RL5_) EDGE2_(edge_##SUF##_2_6, T, 12, W, RL6_)               \
+    EDGE2_(edge_##SUF##_2_7, T, 12, W, RL7_) EDGE2_(edge_##SUF##_2_8, T, 12, W, RL8_)               \
+    EDGE2_(edge_##SUF##_2_9, T, 12, W, RL9_) EDGE2_(edge_##SUF##_2_10, T, 12, W, RL10_)             \
+    EDGE2_(edge_##SUF##_2_11, T, 12, W, RL11_)                                                      \
+    static const tile_kernel_##SUF edges_##SUF[2][12] = {                                          \
+        {edge_##SUF##_1_1, edge_##SUF##_1_2, edge_##SUF##_1_3, edge_##SUF##_1_4, edge_##SUF##_1_5,   \
+         edge_##SUF##_1_6, edge_##SUF##_1_7, edge_##SUF##_1_8, edge_##SUF##_1_9, edge_##SUF##_1_10,  \
+         edge_##SUF##_1_11, edge_##SUF##_1_12},                                                    \
+        {edge_##SUF##_2_1, edge_##SUF##_2_2, edge_##SUF##_2_3, edge_##SUF##_2_4, edge_##SUF##_2_5,   \
+         edge_##SUF##_2_6, edge_##SUF##_2_7, edge_##SUF##_2_8, edge_##SUF##_2_9, edge_##SUF##_2_10,  \
+         edge_##SUF##_2_11, ukernel_##SUF}};
+EDGES12_(f32, float, 16)
 #undef VEC
 #undef VW
 #undef VZERO
@@ -91,6 +157,7 @@ KERNEL_(ukernel_f32, float, 12, 16)
 #define VADD _mm512_add_pd
 #define VSTOREU _mm512_storeu_pd
 KERNEL_(ukernel_f64, double, 12, 8)
+EDGES12_(f64, double, 8)
 
 /* Packing: dst[p * width + r] = src[r * rs + p] for r < rows (zeros for rows <= r < width), p < kc:
  * rows of src, each contiguous along p, interleaved into the panel layout. 16 x 16 blocks go
@@ -173,6 +240,19 @@ enum { MR32 = 6, NR32 = 16, MR64 = 6, NR64 = 8 };
 #define VADD _mm256_add_ps
 #define VSTOREU _mm256_storeu_ps
 KERNEL_(ukernel_f32, float, 6, 8)
+#define EDGES6_(SUF, T, W)                                                                          \
+    EDGE1_(edge_##SUF##_1_1, T, 6, W, RL1_) EDGE1_(edge_##SUF##_1_2, T, 6, W, RL2_)                 \
+    EDGE1_(edge_##SUF##_1_3, T, 6, W, RL3_) EDGE1_(edge_##SUF##_1_4, T, 6, W, RL4_)                 \
+    EDGE1_(edge_##SUF##_1_5, T, 6, W, RL5_) EDGE1_(edge_##SUF##_1_6, T, 6, W, RL6_)                 \
+    EDGE2_(edge_##SUF##_2_1, T, 6, W, RL1_) EDGE2_(edge_##SUF##_2_2, T, 6, W, RL2_)                 \
+    EDGE2_(edge_##SUF##_2_3, T, 6, W, RL3_) EDGE2_(edge_##SUF##_2_4, T, 6, W, RL4_)                 \
+    EDGE2_(edge_##SUF##_2_5, T, 6, W, RL5_)                                                         \
+    static const tile_kernel_##SUF edges_##SUF[2][12] = {                                          \
+        {edge_##SUF##_1_1, edge_##SUF##_1_2, edge_##SUF##_1_3, edge_##SUF##_1_4, edge_##SUF##_1_5,   \
+         edge_##SUF##_1_6},                                                                        \
+        {edge_##SUF##_2_1, edge_##SUF##_2_2, edge_##SUF##_2_3, edge_##SUF##_2_4, edge_##SUF##_2_5,   \
+         ukernel_##SUF}};
+EDGES6_(f32, float, 8)
 #undef VEC
 #undef VW
 #undef VZERO
@@ -192,6 +272,7 @@ KERNEL_(ukernel_f32, float, 6, 8)
 #define VADD _mm256_add_pd
 #define VSTOREU _mm256_storeu_pd
 KERNEL_(ukernel_f64, double, 6, 4)
+EDGES6_(f64, double, 4)
 
 /* Packing: dst[p * width + r] = src[r * rs + p] for r < width, p < kc (width rows of src, each
  * contiguous along p, interleaved into the panel layout), 8 x 8 blocks at a time through a register
@@ -296,6 +377,9 @@ KERNEL_(ukernel_f32, float, 4, 4)
 #define VADD(a, b) ((a) + (b))
 #define VSTOREU store_v2d
 KERNEL_(ukernel_f64, double, 4, 2)
+/* no edge kernels at this level: edge tiles run the full kernel into a scratch tile */
+static const tile_kernel_f32 edges_f32[2][12];
+static const tile_kernel_f64 edges_f64[2][12];
 #endif
 
 #ifndef HAVE_TRANSPOSE_PACK
@@ -384,6 +468,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         T *bpack;                                                                                      \
         int mr, nr;                                                                                    \
         void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool);                             \
+        const tile_kernel_##SUFFIX (*edges)[12]; /* [vectors - 1][rows - 1], or entries NULL */     \
         bool accumulate; /* add to C instead of overwriting it */                                     \
         int shape;       /* nd_gemm_shape: which tiles and which part of K each tile needs */          \
     } job_##SUFFIX;                                                                                    \
@@ -466,10 +551,14 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                         k0 = row0 - j->pc < j->kc ? row0 - j->pc : j->kc;                              \
                     if (j->shape == ND_GEMM_K_TO_ROW)                                                  \
                         k1 = row0 + rows - j->pc <= 0 ? 0 : row0 + rows - j->pc < j->kc ? row0 + rows - j->pc : j->kc; \
+                    const int vw = nr / 2; /* floats or doubles per vector: tiles are two wide */     \
+                    tile_kernel_##SUFFIX edge = j->edges[(cols + vw - 1) / vw - 1][rows - 1];           \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
                         j->kernel(k1 - k0, ap + k0 * mr, bp + k0 * nr, cp0, j->cr, accumulate);        \
+                    } else if (edge && j->cc == 1 && cols % vw == 0) { /* whole vectors: straight into C */ \
+                        edge(k1 - k0, ap + k0 * mr, bp + k0 * nr, cp0, j->cr, accumulate);            \
                     } else {                                                                           \
-                        j->kernel(k1 - k0, ap + k0 * mr, bp + k0 * nr, tile, nr, false);               \
+                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * mr, bp + k0 * nr, tile, nr, false); \
                         for (int64_t r = 0; r < rows; r++)                                             \
                             for (int64_t q = 0; q < cols; q++) {                                       \
                                 T *dst = cp0 + r * j->cr + q * j->cc;                                  \
@@ -496,7 +585,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         if (n < NR && m > n && shape == ND_GEMM_DENSE)                                                 \
             return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate, shape);        \
         job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, MR, NR,         \
-                          ukernel_##SUFFIX, accumulate, shape};                                \
+                          ukernel_##SUFFIX, edges_##SUFFIX, accumulate, shape};                \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
