@@ -33,10 +33,11 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 /* The SIMD kernels are written once over these vector names, defined per level and type just
  * before each kernel is stamped out: VEC the register type, W floats or doubles per vector. */
 #define KERNEL_(NAME, T, MR, W)                                                                     \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate)          \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
+                                               bool accumulate)                                    \
     {                                                                                              \
         ROWS_(DECLARE_)                                                                            \
-        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+        for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
             VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
             ROWS_(UPDATE_)                                                                         \
         }                                                                                          \
@@ -62,20 +63,22 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
  * a 4-row or 16-column edge costs a third or a half of a full tile instead of a full one. The
  * driver picks them from a table [vectors - 1][rows - 1]. */
 #define EDGE2_(NAME, T, MR, W, RL)                                                                  \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate) \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
+                                               bool accumulate)                                    \
     {                                                                                              \
         RL(DECLARE_)                                                                               \
-        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+        for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
             VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
             RL(UPDATE_)                                                                            \
         }                                                                                          \
         RL(STORE_)                                                                                 \
     }
 #define EDGE1_(NAME, T, MR, W, RL)                                                                  \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, const T *b, T *c, int64_t rs, bool accumulate) \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
+                                               bool accumulate)                                    \
     {                                                                                              \
         RL(DECLARE1_)                                                                              \
-        for (int64_t p = 0; p < k; p++, a += MR, b += 2 * W) {                                     \
+        for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
             VEC b0 = VLOAD(b);                                                                     \
             RL(UPDATE1_)                                                                           \
         }                                                                                          \
@@ -99,8 +102,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 #define RL10_(X) RL9_(X) X(9)
 #define RL11_(X) RL10_(X) X(10)
 #define RL12_(X) RL11_(X) X(11)
-typedef void (*tile_kernel_f32)(int64_t, const float *, const float *, float *, int64_t, bool);
-typedef void (*tile_kernel_f64)(int64_t, const double *, const double *, double *, int64_t, bool);
+typedef void (*tile_kernel_f32)(int64_t, const float *, int64_t, const float *, float *, int64_t, bool);
+typedef void (*tile_kernel_f64)(int64_t, const double *, int64_t, const double *, double *, int64_t, bool);
 
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
@@ -467,7 +470,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         int64_t jc, nc, pc, kc;                                                                        \
         T *bpack;                                                                                      \
         int mr, nr;                                                                                    \
-        void (*kernel)(int64_t, const T *, const T *, T *, int64_t, bool);                             \
+        tile_kernel_##SUFFIX kernel;                                                                   \
         const tile_kernel_##SUFFIX (*edges)[12]; /* [vectors - 1][rows - 1], or entries NULL */     \
         bool accumulate; /* add to C instead of overwriting it */                                     \
         int shape;       /* nd_gemm_shape: which tiles and which part of K each tile needs */          \
@@ -511,17 +514,12 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         int64_t col_panels = (j->nc + nr - 1) / nr;                                                    \
         for (int64_t pb = begin; pb < end; pb += panels_per_block) {                                   \
             int64_t pe = pb + panels_per_block < end ? pb + panels_per_block : end;                    \
-            if (j->ar == 1 && j->m >= pe * mr) {                                                       \
-                /* A's rows adjacent in memory (a transposed operand, as a weight gradient's gᵀ): one  \
-                 * pass along each of A's columns, panel by panel, instead of every panel revisiting \
-                 * the same columns (their lines got evicted in between) */                          \
-                for (int64_t p = 0; p < j->kc; p++) {                                                  \
-                    const T *src = j->a + pb * mr + (j->pc + p) * j->ac;                               \
-                    for (int64_t panel = pb; panel < pe; panel++)                                      \
-                        memcpy(apack + (panel - pb) * j->kc * mr + p * mr, src + (panel - pb) * mr,    \
-                               sizeof(T) * MR);                                                        \
-                }                                                                                      \
-            } else                                                                                     \
+            /* A whose rows are adjacent in memory (a transposed operand, as a weight gradient's gᵀ) \
+             * is not packed: the kernels step along it by its column stride, reading MR adjacent   \
+             * values per k as they would from a panel (copying them was 3% of a GPT step) */       \
+            const bool direct_a = j->ar == 1 && (j->edges[0][0] || j->m >= pe * mr); /* edge kernels read   \
+                                                                     * only their rows */                 \
+            if (!direct_a)                                                                             \
                 for (int64_t panel = pb; panel < pe; panel++) {                                        \
                     int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
                     pack_panel_##SUFFIX(j->a + row0 * j->ar + j->pc * j->ac, j->ar, j->ac, rows, MR, j->kc, \
@@ -532,7 +530,8 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                 int64_t col0 = j->jc + cp * nr, cols = j->jc + j->nc - col0 < nr ? j->jc + j->nc - col0 : nr; \
                 for (int64_t panel = pb; panel < pe; panel++) {                                        \
                     int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
-                    const T *ap = apack + (panel - pb) * j->kc * mr;                                   \
+                    const T *ap = direct_a ? j->a + row0 + j->pc * j->ac : apack + (panel - pb) * j->kc * mr; \
+                    const int64_t as = direct_a ? j->ac : mr;                                          \
                     T *cp0 = j->c + row0 * j->cr + col0 * j->cc;                                       \
                     bool accumulate = j->pc > 0 || j->accumulate;                                      \
                     if (j->cc == 1 && panel + 1 < pe) /* the next tile: the next row panel, or the first */ \
@@ -554,11 +553,11 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                     const int vw = nr / 2; /* floats or doubles per vector: tiles are two wide */     \
                     tile_kernel_##SUFFIX edge = j->edges[(cols + vw - 1) / vw - 1][rows - 1];           \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
-                        j->kernel(k1 - k0, ap + k0 * mr, bp + k0 * nr, cp0, j->cr, accumulate);        \
+                        j->kernel(k1 - k0, ap + k0 * as, as, bp + k0 * nr, cp0, j->cr, accumulate);    \
                     } else if (edge && j->cc == 1 && cols % vw == 0) { /* whole vectors: straight into C */ \
-                        edge(k1 - k0, ap + k0 * mr, bp + k0 * nr, cp0, j->cr, accumulate);            \
+                        edge(k1 - k0, ap + k0 * as, as, bp + k0 * nr, cp0, j->cr, accumulate);        \
                     } else {                                                                           \
-                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * mr, bp + k0 * nr, tile, nr, false); \
+                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, bp + k0 * nr, tile, nr, false); \
                         for (int64_t r = 0; r < rows; r++)                                             \
                             for (int64_t q = 0; q < cols; q++) {                                       \
                                 T *dst = cp0 + r * j->cr + q * j->cc;                                  \
