@@ -801,8 +801,37 @@ TEST(inplace_ops_on_views)
     nd_scope_end();
 }
 
+/* Attention on heads cut from one packed [B, T, 3C] tensor returns its output in the [B, T, H, D]
+ * layout, as PyTorch's CPU kernel does, so going back to [B, T, C] is a view, and its gradients
+ * come back in their inputs' layout; values are those of the dense computation. */
+TEST(attention_output_follows_the_layout_of_q)
+{
+    nd_scope_begin();
+    const int64_t B = 2, T = 5, H = 3, D = 4, C = H * D;
+    nd_tensor *qkv = nd_randn(ND_FLOAT32, ND_SHAPE(B, T, 3 * C));
+    nd_set_requires_grad(qkv, true);
+    nd_tensor *h[3];
+    for (int i = 0; i < 3; i++)
+        h[i] = nd_transpose(nd_reshape(nd_narrow(qkv, 2, i * C, C), ND_SHAPE(B, T, H, D)), 1, 2);
+    nd_tensor *out = nd_scaled_dot_product_attention(h[0], h[1], h[2], NULL, 0.0, true, 0.0);
+    CHECK(out && !nd_is_contiguous(out) && nd_is_contiguous(nd_transpose(out, 1, 2)));
+    nd_tensor *dense = nd_scaled_dot_product_attention(nd_contiguous(h[0]), nd_contiguous(h[1]), nd_contiguous(h[2]), NULL,
+                                                      0.0, true, 0.0);
+    CHECK(dense && nd_is_contiguous(dense));
+    CHECK(nd_item(nd_max(nd_abs(nd_sub(out, dense)))) < 1e-6);
+    /* the backward reads a transposed output gradient in place and matches the dense one's */
+    nd_tensor *w = nd_randn(ND_FLOAT32, ND_SHAPE(B, T, C));
+    CHECK(nd_backward(nd_sum(nd_mul(nd_reshape(nd_transpose(out, 1, 2), ND_SHAPE(B, T, C)), w))) == ND_OK);
+    nd_tensor *g1 = nd_clone(nd_grad(qkv));
+    nd_zero_grad(qkv);
+    CHECK(nd_backward(nd_sum(nd_mul(nd_reshape(nd_transpose(dense, 1, 2), ND_SHAPE(B, T, C)), w))) == ND_OK);
+    CHECK(g1 && nd_item(nd_max(nd_abs(nd_sub(g1, nd_grad(qkv))))) < 1e-5);
+    nd_scope_end();
+}
+
 void run_suite(void)
 {
+    RUN(attention_output_follows_the_layout_of_q);
     RUN(view_shapes_and_strides);
     RUN(view_errors);
     RUN(view_of_transposed_fails_reshape_copies);

@@ -68,11 +68,16 @@ typedef struct nd_conv_geometry {
 
 /* Sizes and element strides of a batched attention: q [batch..., L, E], k [batch..., S, E],
  * v [batch..., S, Ev]; strides list the batch dims, then row and column (batch strides may be 0,
- * for broadcasting). */
+ * for broadcasting). The results and the output gradient have strides of their own over the full
+ * batch shape (out [batch..., L, Ev], dout likewise, dq, dk, dv like q, k, v): batch dims, then
+ * row; their columns are adjacent (dout's may not be: its column stride follows). The log-sum-exp
+ * is dense [batch..., L]. */
 typedef struct nd_attention_geometry {
     int nbatch;
     int64_t batch[ND_MAX_DIMS];
     int64_t q_strides[ND_MAX_DIMS], k_strides[ND_MAX_DIMS], v_strides[ND_MAX_DIMS];
+    int64_t out_strides[ND_MAX_DIMS], dout_strides[ND_MAX_DIMS];
+    int64_t dq_strides[ND_MAX_DIMS], dk_strides[ND_MAX_DIMS], dv_strides[ND_MAX_DIMS];
     int64_t L, S, E, Ev;
     double scale;
     bool causal; /* query i sees keys 0..i */
@@ -146,9 +151,10 @@ typedef struct nd_backend {
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                  const void *a, const int64_t a_strides[3], const void *b, const int64_t b_strides[3],
                  void *c, const int64_t c_strides[3], bool accumulate);
-    /* Attention softmax(q kᵀ scale [causal mask]) v: out dense [batch..., L, Ev] and each row's
-     * log-sum-exp, lse dense [batch..., L]. The backward recomputes the probabilities from lse and
-     * writes dense dq, dk, dv over the full batch shape. False when scratch memory runs out. */
+    /* Attention softmax(q kᵀ scale [causal mask]) v: out [batch..., L, Ev] (strides in the
+     * geometry) and each row's log-sum-exp, lse dense [batch..., L]. The backward recomputes the
+     * probabilities from lse and writes dq, dk, dv over the full batch shape (strides in the
+     * geometry). False when scratch memory runs out. */
     bool (*attention_forward)(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,
                               const void *v, void *out, void *lse);
     bool (*attention_backward)(nd_dtype dtype, const nd_attention_geometry *g, const void *q, const void *k,

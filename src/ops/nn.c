@@ -685,6 +685,41 @@ static nd_tensor *attention_weights(nd_tensor *q, nd_tensor *k, nd_tensor *attn_
 
 /* The fused kernel's geometry: q, k, v of one float dtype, non-empty, batch dims that broadcast
  * together. False when the case is not one the kernel takes (then the op is composed instead). */
+/* A fresh tensor of `shape` laid out in memory in the order of `like`'s dims (its strides sorted,
+ * the last dim innermost), when like has that shape and a unit last stride; dense otherwise. An
+ * attention's heads are usually cut from one [B, T, 3C] tensor, so q is [B, H, T, D] over a
+ * [B, T, H, D] layout: its output and gradients made that way need no copy to go back to [B, T, C]
+ * (PyTorch's own CPU attention returns its output so too). Unregistered; NULL when out of memory. */
+static nd_tensor *alloc_in_layout_of(const nd_tensor *like, nd_dtype dtype, int ndim, const int64_t *shape)
+{
+    if (like->ndim != ndim || like->strides[ndim - 1] != 1 || memcmp(like->shape, shape, sizeof(int64_t) * (size_t)ndim))
+        return nd_alloc(dtype, ndim, shape, false);
+    int order[ND_MAX_DIMS]; /* dims from outermost to innermost */
+    for (int d = 0; d < ndim; d++)
+        order[d] = d;
+    for (int a = 1; a < ndim - 1; a++) /* insertion sort of the leading dims by descending stride */
+        for (int b = a; b > 0 && like->strides[order[b]] > like->strides[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    int64_t strides[ND_MAX_DIMS], n = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[order[i]] = n;
+        n *= shape[order[i]];
+    }
+    nd_tensor *flat = nd_alloc(dtype, 1, &n, false);
+    nd_tensor *view = flat ? nd_alias(flat, ndim, shape, strides, 0) : NULL;
+    nd_unref(flat);
+    return view;
+}
+
+/* The batch strides and row stride of t (of the full batch shape) into the geometry's list. */
+static void result_strides(const nd_attention_geometry *g, const nd_tensor *t, int64_t *out)
+{
+    for (int d = 0; d < g->nbatch + 2; d++)
+        out[d] = t->strides[d];
+}
+
 static bool attention_geometry(nd_tensor *q, nd_tensor *k, nd_tensor *v, bool causal, double scale,
                                nd_attention_geometry *g)
 {
@@ -719,13 +754,15 @@ static bool attention_geometry(nd_tensor *q, nd_tensor *k, nd_tensor *v, bool ca
 
 /* One op: the fused kernel, saving only each row's log-sum-exp (the backward recomputes the
  * weights), so no L x S tensor is made or kept.  iparams: causal;  dparams: scale. */
-static nd_tensor *attention_fused(const char *name, nd_tensor *q, nd_tensor *k, nd_tensor *v, const nd_attention_geometry *g)
+static nd_tensor *attention_fused(const char *name, nd_tensor *q, nd_tensor *k, nd_tensor *v, nd_attention_geometry *g)
 {
     int64_t shape[ND_MAX_DIMS];
     memcpy(shape, g->batch, sizeof(int64_t) * (size_t)g->nbatch);
     shape[g->nbatch] = g->L, shape[g->nbatch + 1] = g->Ev;
-    nd_tensor *out = nd_alloc(q->dtype, g->nbatch + 2, shape, false);
+    nd_tensor *out = alloc_in_layout_of(q, q->dtype, g->nbatch + 2, shape);
     nd_tensor *lse = out ? nd_alloc(q->dtype, g->nbatch + 1, shape, false) : NULL;
+    if (out)
+        result_strides(g, out, g->out_strides);
     if (!lse || !nd_backend_get()->attention_forward(q->dtype, g, nd_data_ptr(q), nd_data_ptr(k), nd_data_ptr(v), nd_data_ptr(out),
                                                      nd_data_ptr(lse))) {
         nd_unref(out);
@@ -757,18 +794,25 @@ nd_status nd_bw_attention(nd_node *node, nd_tensor *g, nd_tensor **gi)
         int64_t shape[ND_MAX_DIMS];
         memcpy(shape, geo.batch, sizeof(int64_t) * (size_t)geo.nbatch);
         int nd = geo.nbatch + 2;
+        /* gradients laid out as their inputs (no copy on the way back to a packed q, k, v) */
         shape[nd - 2] = geo.L, shape[nd - 1] = geo.E;
-        dq = nd_register(nd_alloc(q->dtype, nd, shape, false));
+        dq = nd_register(alloc_in_layout_of(q, q->dtype, nd, shape));
         shape[nd - 2] = geo.S;
-        dk = nd_register(nd_alloc(q->dtype, nd, shape, false));
+        dk = nd_register(alloc_in_layout_of(k, q->dtype, nd, shape));
         shape[nd - 1] = geo.Ev;
-        dv = nd_register(nd_alloc(q->dtype, nd, shape, false));
-        nd_tensor *gc = nd_dense(g);
+        dv = nd_register(alloc_in_layout_of(v, q->dtype, nd, shape));
+        /* the output gradient is read in place when its columns are adjacent (a transposed view of
+         * the next layer's dense gradient, usually); copied otherwise */
+        nd_tensor *gc = g->strides[nd - 1] == 1 ? g : nd_k_copy(g, g->dtype);
         if (!dq || !dk || !dv || !gc) {
             if (gc && gc != g)
                 nd_unref(gc);
             return nd_last_status();
         }
+        result_strides(&geo, gc, geo.dout_strides);
+        result_strides(&geo, dq, geo.dq_strides);
+        result_strides(&geo, dk, geo.dk_strides);
+        result_strides(&geo, dv, geo.dv_strides);
         bool ok = nd_backend_get()->attention_backward(q->dtype, &geo, nd_data_ptr(q), nd_data_ptr(k), nd_data_ptr(v),
                                                        nd_data_ptr(node->saved[0]), nd_data_ptr(gc), nd_data_ptr(dq),
                                                        nd_data_ptr(dk), nd_data_ptr(dv));

@@ -119,19 +119,16 @@ typedef struct attention_job {
     atomic_bool failed; /* set by any worker whose scratch memory runs out */
 } attention_job;
 
-/* Element offsets of slice s in q, k and v (batch dims may be strided, even broadcast). */
-static void slice_offsets(const nd_attention_geometry *g, int64_t s, int64_t *oq, int64_t *ok, int64_t *ov)
+/* Element offset of slice s (an index over the batch shape) in an operand with these batch strides. */
+static int64_t slice_offset(const nd_attention_geometry *g, int64_t s, const int64_t *strides)
 {
-    *oq = *ok = *ov = 0;
+    int64_t off = 0;
     for (int d = g->nbatch - 1; d >= 0; d--) {
-        int64_t i = s % g->batch[d];
+        off += s % g->batch[d] * strides[d];
         s /= g->batch[d];
-        *oq += i * g->q_strides[d];
-        *ok += i * g->k_strides[d];
-        *ov += i * g->v_strides[d];
     }
+    return off;
 }
-
 
 /* Causal attention skips the score tiles above the diagonal: each product of a slice is one GEMM
  * with a causal shape (nd_gemm_shape): the scores and their gradient keep only the tiles that
@@ -184,12 +181,12 @@ static void forward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         return;
     }
     for (int64_t s = begin; s < end; s++) {
-        int64_t oq, ok, ov;
-        slice_offsets(g, s, &oq, &ok, &ov);
-        const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
+        const char *q = j->q + slice_offset(g, s, g->q_strides) * es, *k = j->k + slice_offset(g, s, g->k_strides) * es;
+        const char *v = j->v + slice_offset(g, s, g->v_strides) * es;
         probabilities(j, P, q, k, NULL, j->out_lse + s * g->L * es);
         nd_cpu_gemm_shaped(j->dtype, g->L, g->Ev, g->S, P, g->S, 1, v, g->v_strides[nb], g->v_strides[nb + 1],
-                           j->out + s * g->L * g->Ev * es, g->Ev, causal_shape(g, ND_GEMM_K_TO_ROW));
+                           j->out + slice_offset(g, s, g->out_strides) * es, g->out_strides[nb],
+                           causal_shape(g, ND_GEMM_K_TO_ROW));
     }
 }
 
@@ -206,15 +203,17 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
     }
     char *dP = P + LS * es;
     for (int64_t s = begin; s < end; s++) {
-        int64_t oq, ok, ov;
-        slice_offsets(g, s, &oq, &ok, &ov);
-        const char *q = j->q + oq * es, *k = j->k + ok * es, *v = j->v + ov * es;
-        const char *dout = j->dout + s * g->L * g->Ev * es;
+        const char *q = j->q + slice_offset(g, s, g->q_strides) * es, *k = j->k + slice_offset(g, s, g->k_strides) * es;
+        const char *v = j->v + slice_offset(g, s, g->v_strides) * es;
+        const char *dout = j->dout + slice_offset(g, s, g->dout_strides) * es;
+        const int64_t dor = g->dout_strides[nb], doc = g->dout_strides[nb + 1];
+        char *dq = j->dq + slice_offset(g, s, g->dq_strides) * es, *dk = j->dk + slice_offset(g, s, g->dk_strides) * es;
+        char *dv = j->dv + slice_offset(g, s, g->dv_strides) * es;
         probabilities(j, P, q, k, j->lse + s * g->L * es, NULL);
         /* dV = Pᵀ dO,  dP = dO Vᵀ */
-        nd_cpu_gemm_shaped(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, g->Ev, 1, j->dv + s * g->S * g->Ev * es, g->Ev,
+        nd_cpu_gemm_shaped(j->dtype, g->S, g->Ev, g->L, P, 1, g->S, dout, dor, doc, dv, g->dv_strides[nb],
                            causal_shape(g, ND_GEMM_K_FROM_ROW));
-        nd_cpu_gemm_shaped(j->dtype, g->L, g->S, g->Ev, dout, g->Ev, 1, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S,
+        nd_cpu_gemm_shaped(j->dtype, g->L, g->S, g->Ev, dout, dor, doc, v, g->v_strides[nb + 1], g->v_strides[nb], dP, g->S,
                            causal_shape(g, ND_GEMM_LOWER_C));
         for (int64_t i = 0; i < g->L; i++) {
             int64_t n = visible(g, i);
@@ -224,10 +223,10 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
                 score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, g->S, g->scale);
         }
         /* dQ = dS K,  dK = dSᵀ Q */
-        nd_cpu_gemm_shaped(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1],
-                           j->dq + s * g->L * g->E * es, g->E, causal_shape(g, ND_GEMM_K_TO_ROW));
-        nd_cpu_gemm_shaped(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1],
-                           j->dk + s * g->S * g->E * es, g->E, causal_shape(g, ND_GEMM_K_FROM_ROW));
+        nd_cpu_gemm_shaped(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1], dq,
+                           g->dq_strides[nb], causal_shape(g, ND_GEMM_K_TO_ROW));
+        nd_cpu_gemm_shaped(j->dtype, g->S, g->E, g->L, dP, 1, g->S, q, g->q_strides[nb], g->q_strides[nb + 1], dk,
+                           g->dk_strides[nb], causal_shape(g, ND_GEMM_K_FROM_ROW));
     }
 }
 
