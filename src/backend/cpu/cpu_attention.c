@@ -26,7 +26,7 @@ static inline int64_t visible(const nd_attention_geometry *g, int64_t i)
 }
 
 /* The row helpers below take the row's n visible scores and zero the masked ones up to `width`
- * (the row's length S: the causal products read those zeros). */
+ * (row_width: as far as the causal products read). */
 
 /* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
 static float softmax_row_f32(float *row, int64_t n, int64_t width, float scale)
@@ -142,6 +142,14 @@ static inline nd_gemm_shape causal_shape(const nd_attention_geometry *g, nd_gemm
     return g->causal ? shape : ND_GEMM_DENSE;
 }
 
+/* The columns of row i (n of them visible) that must hold a probability or a zero: the products
+ * with a causal shape read row i only up to the end of its tile of A rows, i + MR - 1 at most
+ * (MR <= 16 at every level), so masked columns past that are never read and not zeroed. */
+static inline int64_t row_width(const nd_attention_geometry *g, int64_t n)
+{
+    return g->causal && n + 16 < g->S ? n + 16 : g->S;
+}
+
 /* P = softmax(q kᵀ scale) into the scratch rows (row stride S); fills lse when asked (forward) or
  * uses it. */
 static void probabilities(const attention_job *j, void *P, const char *q, const char *k, const void *lse_in,
@@ -156,15 +164,15 @@ static void probabilities(const attention_job *j, void *P, const char *q, const 
         if (j->dtype == ND_FLOAT32) {
             float *row = (float *)P + i * g->S;
             if (lse_out)
-                ((float *)lse_out)[i] = softmax_row_f32(row, n, g->S, (float)g->scale);
+                ((float *)lse_out)[i] = softmax_row_f32(row, n, row_width(g, n), (float)g->scale);
             else
-                recompute_row_f32(row, n, g->S, (float)g->scale, ((const float *)lse_in)[i]);
+                recompute_row_f32(row, n, row_width(g, n), (float)g->scale, ((const float *)lse_in)[i]);
         } else {
             double *row = (double *)P + i * g->S;
             if (lse_out)
-                ((double *)lse_out)[i] = softmax_row_f64(row, n, g->S, g->scale);
+                ((double *)lse_out)[i] = softmax_row_f64(row, n, row_width(g, n), g->scale);
             else
-                recompute_row_f64(row, n, g->S, g->scale, ((const double *)lse_in)[i]);
+                recompute_row_f64(row, n, row_width(g, n), g->scale, ((const double *)lse_in)[i]);
         }
     }
 }
@@ -218,9 +226,11 @@ static void backward_slices(void *ctx, int64_t begin, int64_t end, int chunk)
         for (int64_t i = 0; i < g->L; i++) {
             int64_t n = visible(g, i);
             if (j->dtype == ND_FLOAT32)
-                score_grad_row_float((const float *)P + i * g->S, (float *)dP + i * g->S, n, g->S, (float)g->scale);
+                score_grad_row_float((const float *)P + i * g->S, (float *)dP + i * g->S, n, row_width(g, n),
+                                     (float)g->scale);
             else
-                score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, g->S, g->scale);
+                score_grad_row_double((const double *)P + i * g->S, (double *)dP + i * g->S, n, row_width(g, n),
+                                      g->scale);
         }
         /* dQ = dS K,  dK = dSᵀ Q */
         nd_cpu_gemm_shaped(j->dtype, g->L, g->E, g->S, dP, g->S, 1, k, g->k_strides[nb], g->k_strides[nb + 1], dq,
