@@ -28,8 +28,8 @@ and not the recomputation of the scores, and a causal attention counts only the 
 triangle) part. Elementwise work (activations, norms, softmax, the optimizer) is not counted: it is
 what keeps a step below the limit. See the flops_* functions below.
 
-Each side runs in its own process per benchmark (short ones three times, interleaved, and the
-median of the three is reported). PyTorch runs with its best settings: the thread count set through
+Each side runs in its own process per benchmark (short ones three times, op overhead five times,
+interleaved, and the median is reported). PyTorch runs with its best settings: the thread count set through
 torch.set_num_threads and OMP_NUM_THREADS, OMP_WAIT_POLICY=PASSIVE at 2 threads (its OpenMP and
 OpenBLAS pools otherwise fight over the cores), torch.set_flush_denormal(True) (ndgrad flushes
 denormals too), zero_grad(set_to_none=True), no anomaly mode."""
@@ -532,7 +532,10 @@ def main():
                 print("bench: fc_epoch skipped (apt-get install dataset-fashion-mnist)")
                 continue
             for threads in THREADS:
-                rows += run.bench(name, threads, 1 if name in LONG else REPEATS)
+                # op overhead is a 0.3 s microbenchmark this VM sometimes slows twofold for
+                # seconds at a time: five processes per side, interleaved, and the median
+                reps = 1 if name in LONG else 5 if name.startswith("op_overhead") else REPEATS
+                rows += run.bench(name, threads, reps)
         suffix = "" if not ISA else "_" + ISA
         path = os.path.join(BUILD, "bench%s.json" % suffix)
         with open(path, "w") as f:
