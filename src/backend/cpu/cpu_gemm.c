@@ -33,8 +33,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 /* The SIMD kernels are written once over these vector names, defined per level and type just
  * before each kernel is stamped out: VEC the register type, W floats or doubles per vector. */
 #define KERNEL_(NAME, T, MR, W)                                                                     \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
-                                               bool accumulate)                                    \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
+                                               int64_t rs, bool accumulate)                        \
     {                                                                                              \
         ROWS_(DECLARE_)                                                                            \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -46,7 +46,7 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 #define DECLARE_(i) VEC c##i##a = VZERO(), c##i##b = c##i##a;
 #define UPDATE_(i)                                                                                 \
     {                                                                                              \
-        VEC ai = VSET1(a[i]);                                                                      \
+        VEC ai = VSET1(a[i * ars]);                                                                      \
         c##i##a = VFMA(ai, b0, c##i##a);                                                           \
         c##i##b = VFMA(ai, b1, c##i##b);                                                           \
     }
@@ -63,8 +63,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
  * a 4-row or 16-column edge costs a third or a half of a full tile instead of a full one. The
  * driver picks them from a table [vectors - 1][rows - 1]. */
 #define EDGE2_(NAME, T, MR, W, RL)                                                                  \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
-                                               bool accumulate)                                    \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
+                                               int64_t rs, bool accumulate)                        \
     {                                                                                              \
         RL(DECLARE_)                                                                               \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -74,8 +74,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
         RL(STORE_)                                                                                 \
     }
 #define EDGE1_(NAME, T, MR, W, RL)                                                                  \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, const T *b, T *c, int64_t rs,  \
-                                               bool accumulate)                                    \
+    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
+                                               int64_t rs, bool accumulate)                        \
     {                                                                                              \
         RL(DECLARE1_)                                                                              \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -85,7 +85,7 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
         RL(STORE1_)                                                                                \
     }
 #define DECLARE1_(i) VEC c##i##a = VZERO();
-#define UPDATE1_(i) c##i##a = VFMA(VSET1(a[i]), b0, c##i##a);
+#define UPDATE1_(i) c##i##a = VFMA(VSET1(a[i * ars]), b0, c##i##a);
 #define STORE1_(i)                                                                                 \
     if (accumulate)                                                                                \
         c##i##a = VADD(c##i##a, VLOADU(c + i * rs));                                               \
@@ -102,8 +102,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 #define RL10_(X) RL9_(X) X(9)
 #define RL11_(X) RL10_(X) X(10)
 #define RL12_(X) RL11_(X) X(11)
-typedef void (*tile_kernel_f32)(int64_t, const float *, int64_t, const float *, float *, int64_t, bool);
-typedef void (*tile_kernel_f64)(int64_t, const double *, int64_t, const double *, double *, int64_t, bool);
+typedef void (*tile_kernel_f32)(int64_t, const float *, int64_t, int64_t, const float *, float *, int64_t, bool);
+typedef void (*tile_kernel_f64)(int64_t, const double *, int64_t, int64_t, const double *, double *, int64_t, bool);
 
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
@@ -514,11 +514,16 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         int64_t col_panels = (j->nc + nr - 1) / nr;                                                    \
         for (int64_t pb = begin; pb < end; pb += panels_per_block) {                                   \
             int64_t pe = pb + panels_per_block < end ? pb + panels_per_block : end;                    \
-            /* A whose rows are adjacent in memory (a transposed operand, as a weight gradient's gᵀ) \
-             * is not packed: the kernels step along it by its column stride, reading MR adjacent   \
-             * values per k as they would from a panel (copying them was 3% of a GPT step) */       \
-            const bool direct_a = j->ar == 1 && (j->edges[0][0] || j->m >= pe * mr); /* edge kernels read   \
-                                                                     * only their rows */                 \
+            /* A with a unit stride (rows adjacent, as a weight gradient's gᵀ, or each row          \
+             * contiguous, as activations) is not packed: the kernels read A(i, p) at a[i * ars +  \
+             * p * as] in place, a broadcast costing the same from any address. Copying it into     \
+             * panels was 3% (gᵀ) and 7% (row-major A) of a GPT step. Row-major A is read in place  \
+             * only for up to 512 columns of C: its 12 rows a stride apart cost the kernel a little  \
+             * per use, which a packed panel, reused by every column panel, amortises for wide C     \
+             * (1024^3 measured slower in place). Edge kernels read only their rows; without them a   \
+             * partial panel must be packed. */                                                     \
+            const bool direct_a = (j->ar == 1 || (j->ac == 1 && j->nc <= 512)) && (j->edges[0][0] || j->m >= pe * mr);     \
+            const int64_t ars = !direct_a || j->ar == 1 ? 1 : j->ar;                                   \
             if (!direct_a)                                                                             \
                 for (int64_t panel = pb; panel < pe; panel++) {                                        \
                     int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
@@ -530,7 +535,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                 int64_t col0 = j->jc + cp * nr, cols = j->jc + j->nc - col0 < nr ? j->jc + j->nc - col0 : nr; \
                 for (int64_t panel = pb; panel < pe; panel++) {                                        \
                     int64_t row0 = panel * mr, rows = j->m - row0 < mr ? j->m - row0 : mr;             \
-                    const T *ap = direct_a ? j->a + row0 + j->pc * j->ac : apack + (panel - pb) * j->kc * mr; \
+                    const T *ap = direct_a ? j->a + row0 * j->ar + j->pc * j->ac : apack + (panel - pb) * j->kc * mr; \
                     const int64_t as = direct_a ? j->ac : mr;                                          \
                     T *cp0 = j->c + row0 * j->cr + col0 * j->cc;                                       \
                     bool accumulate = j->pc > 0 || j->accumulate;                                      \
@@ -553,11 +558,11 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                     const int vw = nr / 2; /* floats or doubles per vector: tiles are two wide */     \
                     tile_kernel_##SUFFIX edge = j->edges[(cols + vw - 1) / vw - 1][rows - 1];           \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
-                        j->kernel(k1 - k0, ap + k0 * as, as, bp + k0 * nr, cp0, j->cr, accumulate);    \
+                        j->kernel(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, accumulate);    \
                     } else if (edge && j->cc == 1 && cols % vw == 0) { /* whole vectors: straight into C */ \
-                        edge(k1 - k0, ap + k0 * as, as, bp + k0 * nr, cp0, j->cr, accumulate);        \
+                        edge(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, accumulate);        \
                     } else {                                                                           \
-                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, bp + k0 * nr, tile, nr, false); \
+                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, tile, nr, false); \
                         for (int64_t r = 0; r < rows; r++)                                             \
                             for (int64_t q = 0; q < cols; q++) {                                       \
                                 T *dst = cp0 + r * j->cr + q * j->cc;                                  \
