@@ -151,6 +151,10 @@ typedef struct nd_backend {
     void (*gemm)(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                  const void *a, const int64_t a_strides[3], const void *b, const int64_t b_strides[3],
                  void *c, const int64_t c_strides[3], bool accumulate);
+    /* C = A @ B + bias (the n values of a dense bias added to every row, as in a linear layer);
+     * A, B as for gemm (batch stride unused), C dense with row stride c_row_stride. */
+    void (*gemm_bias)(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, const int64_t a_strides[3],
+                      const void *b, const int64_t b_strides[3], void *c, int64_t c_row_stride, const void *bias);
     /* Attention softmax(q kᵀ scale [causal mask]) v: out [batch..., L, Ev] (strides in the
      * geometry) and each row's log-sum-exp, lse dense [batch..., L]. The backward recomputes the
      * probabilities from lse and writes dq, dk, dv over the full batch shape (strides in the

@@ -148,23 +148,20 @@ nd_tensor *nd_linear(nd_tensor *x, nd_tensor *weight, nd_tensor *bias)
     shape[x->ndim - 1] = out_f;
     nd_tensor *out = xd ? nd_alloc(x->dtype, x->ndim, shape, bias == NULL && in_f == 0) : NULL;
     if (out && rows > 0 && out_f > 0) {
-        size_t es = nd_dtype_size(x->dtype);
-        if (bias) {
-            nd_tensor *bd = nd_dense(bias);
-            if (!bd) {
-                nd_unref(out);
-                out = NULL;
-            } else {
-                for (int64_t r = 0; r < rows; r++)
-                    memcpy((char *)nd_data_ptr(out) + (size_t)(r * out_f) * es, nd_data_ptr(bd), (size_t)out_f * es);
-                if (bd != bias)
-                    nd_unref(bd);
-            }
-        }
-        if (out && in_f > 0) {
-            const int64_t as[3] = {0, xr, xc}, bs[3] = {0, weight->strides[1], weight->strides[0]}, cs[3] = {0, out_f, 1};
+        /* the bias is added by the product's epilogue: C is written once */
+        const int64_t as[3] = {0, xr, xc}, bs[3] = {0, weight->strides[1], weight->strides[0]}, cs[3] = {0, out_f, 1};
+        nd_tensor *bd = bias ? nd_dense(bias) : NULL;
+        if (bias && !bd) {
+            nd_unref(out);
+            out = NULL;
+        } else if (bd) {
+            nd_backend_get()->gemm_bias(x->dtype, rows, out_f, in_f, nd_data_ptr(xd), as, nd_data_ptr(weight), bs,
+                                        nd_data_ptr(out), out_f, nd_data_ptr(bd));
+            if (bd != bias)
+                nd_unref(bd);
+        } else if (in_f > 0) {
             nd_backend_get()->gemm(x->dtype, 1, rows, out_f, in_f, nd_data_ptr(xd), as, nd_data_ptr(weight), bs,
-                                   nd_data_ptr(out), cs, bias != NULL);
+                                   nd_data_ptr(out), cs, false);
         }
     }
     if (xd != x)

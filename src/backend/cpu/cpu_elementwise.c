@@ -788,6 +788,7 @@ const nd_backend nd_cpu_backend = {
     .cross_entropy_forward = nd_cpu_cross_entropy_forward,
     .cross_entropy_backward = nd_cpu_cross_entropy_backward,
     .gemm = nd_cpu_gemm,
+    .gemm_bias = nd_cpu_gemm_bias,
     .gemm_kernel_name = nd_cpu_gemm_kernel_name,
     .release_scratch = nd_cpu_release_scratch,
     .conv2d_forward = nd_cpu_conv2d_forward,

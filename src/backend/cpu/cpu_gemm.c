@@ -34,7 +34,7 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
  * before each kernel is stamped out: VEC the register type, W floats or doubles per vector. */
 #define KERNEL_(NAME, T, MR, W)                                                                     \
     __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
-                                               int64_t rs, bool accumulate)                        \
+                                               int64_t rs, const T *add, int64_t adds)             \
     {                                                                                              \
         ROWS_(DECLARE_)                                                                            \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -51,9 +51,9 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
         c##i##b = VFMA(ai, b1, c##i##b);                                                           \
     }
 #define STORE_(i)                                                                                  \
-    if (accumulate) {                                                                              \
-        c##i##a = VADD(c##i##a, VLOADU(c + i * rs));                                               \
-        c##i##b = VADD(c##i##b, VLOADU(c + i * rs + VW));                                          \
+    if (add) {                                                                                     \
+        c##i##a = VADD(c##i##a, VLOADU(add + i * adds));                                           \
+        c##i##b = VADD(c##i##b, VLOADU(add + i * adds + VW));                                      \
     }                                                                                              \
     VSTOREU(c + i * rs, c##i##a);                                                                  \
     VSTOREU(c + i * rs + VW, c##i##b);
@@ -64,7 +64,7 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
  * driver picks them from a table [vectors - 1][rows - 1]. */
 #define EDGE2_(NAME, T, MR, W, RL)                                                                  \
     __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
-                                               int64_t rs, bool accumulate)                        \
+                                               int64_t rs, const T *add, int64_t adds)             \
     {                                                                                              \
         RL(DECLARE_)                                                                               \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -75,7 +75,7 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
     }
 #define EDGE1_(NAME, T, MR, W, RL)                                                                  \
     __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
-                                               int64_t rs, bool accumulate)                        \
+                                               int64_t rs, const T *add, int64_t adds)             \
     {                                                                                              \
         RL(DECLARE1_)                                                                              \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
@@ -87,8 +87,8 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 #define DECLARE1_(i) VEC c##i##a = VZERO();
 #define UPDATE1_(i) c##i##a = VFMA(VSET1(a[i * ars]), b0, c##i##a);
 #define STORE1_(i)                                                                                 \
-    if (accumulate)                                                                                \
-        c##i##a = VADD(c##i##a, VLOADU(c + i * rs));                                               \
+    if (add)                                                                                       \
+        c##i##a = VADD(c##i##a, VLOADU(add + i * adds));                                           \
     VSTOREU(c + i * rs, c##i##a);
 #define RL1_(X) X(0)
 #define RL2_(X) RL1_(X) X(1)
@@ -102,8 +102,10 @@ enum { KC = 384, MC_ROWS = 192, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 #define RL10_(X) RL9_(X) X(9)
 #define RL11_(X) RL10_(X) X(10)
 #define RL12_(X) RL11_(X) X(11)
-typedef void (*tile_kernel_f32)(int64_t, const float *, int64_t, int64_t, const float *, float *, int64_t, bool);
-typedef void (*tile_kernel_f64)(int64_t, const double *, int64_t, int64_t, const double *, double *, int64_t, bool);
+typedef void (*tile_kernel_f32)(int64_t, const float *, int64_t, int64_t, const float *, float *, int64_t, const float *,
+                                int64_t);
+typedef void (*tile_kernel_f64)(int64_t, const double *, int64_t, int64_t, const double *, double *, int64_t,
+                                const double *, int64_t);
 
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
@@ -473,6 +475,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
         tile_kernel_##SUFFIX kernel;                                                                   \
         const tile_kernel_##SUFFIX (*edges)[12]; /* [vectors - 1][rows - 1], or entries NULL */     \
         bool accumulate; /* add to C instead of overwriting it */                                     \
+        const T *col_add; /* or NULL: n values added to every row of C (a bias), when not accumulating */ \
         int shape;       /* nd_gemm_shape: which tiles and which part of K each tile needs */          \
     } job_##SUFFIX;                                                                                    \
                                                                                                        \
@@ -506,7 +509,7 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                     for (int64_t p = j->pc; p < j->pc + j->kc; p++)                                    \
                         sum += j->a[i * j->ar + p * j->ac] * j->b[p * j->br + q * j->bc];              \
                     T *dst = j->c + i * j->cr + q * j->cc;                                             \
-                    *dst = j->pc > 0 || j->accumulate ? *dst + sum : sum;                              \
+                    *dst = j->pc > 0 || j->accumulate ? *dst + sum : j->col_add ? sum + j->col_add[q] : sum; \
                 }                                                                                      \
             return;                                                                                    \
         }                                                                                              \
@@ -538,7 +541,12 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                     const T *ap = direct_a ? j->a + row0 * j->ar + j->pc * j->ac : apack + (panel - pb) * j->kc * mr; \
                     const int64_t as = direct_a ? j->ac : mr;                                          \
                     T *cp0 = j->c + row0 * j->cr + col0 * j->cc;                                       \
-                    bool accumulate = j->pc > 0 || j->accumulate;                                      \
+                    /* the epilogue adds C's old values, or the bias (stride 0: the same NR values \
+                     * for every row) in the first K block */                                       \
+                    const bool accumulate = j->pc > 0 || j->accumulate;                                \
+                    const T *bias = !accumulate && j->col_add ? j->col_add + col0 : NULL;              \
+                    const T *add = accumulate ? cp0 : bias;                                            \
+                    const int64_t adds = accumulate ? j->cr : 0;                                       \
                     if (j->cc == 1 && panel + 1 < pe) /* the next tile: the next row panel, or the first */ \
                         prefetch_tile(cp0 + mr * j->cr, j->m - row0 - mr < mr ? j->m - row0 - mr : mr, \
                                       j->cr * (int64_t)sizeof(T), nr * (int64_t)sizeof(T));           \
@@ -558,15 +566,15 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                     const int vw = nr / 2; /* floats or doubles per vector: tiles are two wide */     \
                     tile_kernel_##SUFFIX edge = j->edges[(cols + vw - 1) / vw - 1][rows - 1];           \
                     if (rows == mr && cols == nr && j->cc == 1) {                                      \
-                        j->kernel(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, accumulate);    \
+                        j->kernel(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, add, adds);     \
                     } else if (edge && j->cc == 1 && cols % vw == 0) { /* whole vectors: straight into C */ \
-                        edge(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, accumulate);        \
+                        edge(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, add, adds);         \
                     } else {                                                                           \
-                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, tile, nr, false); \
+                        (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, tile, nr, NULL, 0); \
                         for (int64_t r = 0; r < rows; r++)                                             \
                             for (int64_t q = 0; q < cols; q++) {                                       \
                                 T *dst = cp0 + r * j->cr + q * j->cc;                                  \
-                                *dst = accumulate ? *dst + tile[r * nr + q] : tile[r * nr + q];        \
+                                *dst = tile[r * nr + q] + (accumulate ? *dst : bias ? bias[q] : 0);    \
                             }                                                                          \
                     }                                                                                  \
                 }                                                                                      \
@@ -576,20 +584,21 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                                                                                                        \
     static bool gemm_##SUFFIX(int64_t m, int64_t n, int64_t k, const T *a, int64_t ar, int64_t ac,     \
                               const T *b, int64_t br, int64_t bc, T *c, int64_t cr, int64_t cc,        \
-                              bool accumulate, int shape)                                              \
+                              bool accumulate, const T *col_add, int shape)                            \
     {                                                                                                  \
-        if (k == 0) { /* an empty sum: zeros, or C unchanged when accumulating */                      \
+        if (k == 0) { /* an empty sum: zeros (or the bias), or C unchanged when accumulating */       \
             for (int64_t i = 0; !accumulate && i < m; i++)                                             \
                 for (int64_t q = 0; q < n; q++)                                                        \
-                    c[i * cr + q * cc] = 0;                                                            \
+                    c[i * cr + q * cc] = col_add ? col_add[q] : 0;                                     \
             return true;                                                                               \
         }                                                                                              \
         /* Fewer columns than a micro-tile is wide, more rows: compute Cᵀ = Bᵀ Aᵀ instead, so the    \
-         * tiles are filled (a convolution's weight gradient with 9 columns runs 2-3x faster). */  \
-        if (n < NR && m > n && shape == ND_GEMM_DENSE)                                                 \
-            return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate, shape);        \
+         * tiles are filled (a convolution's weight gradient with 9 columns runs 2-3x faster). A bias \
+         * per column would become one per row there, which the kernels do not add. */              \
+        if (n < NR && m > n && shape == ND_GEMM_DENSE && !col_add)                                     \
+            return gemm_##SUFFIX(n, m, k, b, bc, br, a, ac, ar, c, cc, cr, accumulate, NULL, shape);  \
         job_##SUFFIX j = {m, n, k, a, ar, ac, b, br, bc, c, cr, cc, 0, 0, 0, 0, NULL, MR, NR,         \
-                          ukernel_##SUFFIX, edges_##SUFFIX, accumulate, shape};                \
+                          ukernel_##SUFFIX, edges_##SUFFIX, accumulate, col_add, shape};                \
         int64_t row_panels = (m + j.mr - 1) / j.mr;                                                    \
         /* Enough rows per thread that packing B once pays off; small products stay on one thread. */ \
         int64_t min_panels = (int64_t)(4096 * 64 / (n * k > 0 ? n * k : 1)) + 1;                       \
@@ -675,13 +684,13 @@ void nd_cpu_gemm(nd_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
         if (dtype == ND_FLOAT32) {
             const float *A = (const float *)a + p * as[0], *B = (const float *)b + p * bs[0];
             float *C = (float *)c + p * cs[0];
-            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, ND_GEMM_DENSE)) {
+            if (!gemm_f32(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, NULL, ND_GEMM_DENSE)) {
                 NAIVE(float)
             }
         } else {
             const double *A = (const double *)a + p * as[0], *B = (const double *)b + p * bs[0];
             double *C = (double *)c + p * cs[0];
-            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, ND_GEMM_DENSE)) {
+            if (!gemm_f64(m, n, k, A, as[1], as[2], B, bs[1], bs[2], C, cs[1], cs[2], accumulate, NULL, ND_GEMM_DENSE)) {
                 NAIVE(double)
             }
         }
@@ -692,12 +701,28 @@ void nd_cpu_gemm_shaped(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const v
                         const void *b, int64_t br, int64_t bc, void *c, int64_t cr, nd_gemm_shape shape)
 {
 #ifndef ND_USE_OPENBLAS
-    if (dtype == ND_FLOAT32 ? gemm_f32(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, shape)
-                            : gemm_f64(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, shape))
+    if (dtype == ND_FLOAT32 ? gemm_f32(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, NULL, shape)
+                            : gemm_f64(m, n, k, a, ar, ac, b, br, bc, c, cr, 1, false, NULL, shape))
         return;
 #else
     (void)shape;
 #endif
     /* no packing buffer (or OpenBLAS): the whole product, which the zeros make the same */
     nd_cpu_gemm_2d(dtype, m, n, k, a, ar, ac, b, br, bc, c, cr, false);
+}
+
+void nd_cpu_gemm_bias(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, const int64_t as[3], const void *b,
+                      const int64_t bs[3], void *c, int64_t cr, const void *bias)
+{
+#ifndef ND_USE_OPENBLAS
+    if (dtype == ND_FLOAT32 ? gemm_f32(m, n, k, a, as[1], as[2], b, bs[1], bs[2], c, cr, 1, false, bias, ND_GEMM_DENSE)
+                            : gemm_f64(m, n, k, a, as[1], as[2], b, bs[1], bs[2], c, cr, 1, false, bias, ND_GEMM_DENSE))
+        return;
+#endif
+    /* no packing buffer (or OpenBLAS): the bias in every row, and the product added to it */
+    size_t es = dtype == ND_FLOAT32 ? 4 : 8;
+    for (int64_t i = 0; i < m; i++)
+        memcpy((char *)c + (size_t)(i * cr) * es, bias, (size_t)n * es);
+    const int64_t cs[3] = {0, cr, 1};
+    nd_cpu_gemm(dtype, 1, m, n, k, a, as, b, bs, c, cs, true);
 }

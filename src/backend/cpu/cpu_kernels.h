@@ -12,6 +12,7 @@
 #define nd_cpu_gemm ND_ISA_NAME(nd_cpu_gemm)
 #define nd_cpu_gemm_kernel_name ND_ISA_NAME(nd_cpu_gemm_kernel_name)
 #define nd_cpu_gemm_shaped ND_ISA_NAME(nd_cpu_gemm_shaped)
+#define nd_cpu_gemm_bias ND_ISA_NAME(nd_cpu_gemm_bias)
 #define nd_cpu_im2col ND_ISA_NAME(nd_cpu_im2col)
 #define nd_cpu_col2im ND_ISA_NAME(nd_cpu_col2im)
 #define nd_cpu_max_pool2d ND_ISA_NAME(nd_cpu_max_pool2d)
@@ -52,6 +53,8 @@ static inline void nd_cpu_gemm_2d(nd_dtype dtype, int64_t m, int64_t n, int64_t 
 }
 
 const char *nd_cpu_gemm_kernel_name(void);
+void nd_cpu_gemm_bias(nd_dtype dtype, int64_t m, int64_t n, int64_t k, const void *a, const int64_t a_strides[3],
+                      const void *b, const int64_t b_strides[3], void *c, int64_t c_row_stride, const void *bias);
 
 /* Products with a causal structure (attention under a top-left aligned mask: row i of the score
  * matrix sees columns 0..i). LOWER_C: only C[i][j] with j <= i is wanted; tiles wholly above the
