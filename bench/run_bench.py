@@ -514,7 +514,7 @@ def main():
     rows = []
     if COMPARE:
         rows = compare_builds(run, COMPARE)
-        path = os.path.join(BUILD, "bench_compilers.json")
+        path = os.path.join(BUILD, "bench_compilers%s.json" % ("" if not ISA else "_" + ISA))
         with open(path, "w") as f:
             json.dump(rows, f, indent=1)
         print("\nwrote %s (%d rows; ratio: the other build's GFLOP/s over the first's)" % (path, len(rows)))
