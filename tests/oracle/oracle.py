@@ -2531,6 +2531,9 @@ def nn_ops(orc):
             ((2, 4, 5, 13), (4, 1, 1, 3), True, [1, 1], [0, 1], [1, 1], 4),
             ((1, 1, 5, 5), (1, 1, 5, 5), True, [1, 1], [0, 0], [1, 1], 1),
             ((2, 3, 4, 4), (5, 3, 1, 1), True, [1, 1], [0, 0], [1, 1], 1),
+            # rows longer than one vector (the per-image path copies and adds them in several)
+            ((2, 2, 6, 37), (3, 2, 3, 3), True, [1, 1], [1, 1], [1, 1], 1),
+            ((1, 2, 5, 20), (2, 2, 3, 3), False, [1, 1], [2, 2], [1, 1], 1),
         ]
         for sx, sw, bias, st, pd, dl, groups in conv_cases:
             arrs = [n(sx), n(sw)] + ([n((sw[0],))] if bias else [])

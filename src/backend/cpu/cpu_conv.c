@@ -153,36 +153,83 @@ COL2IM_IMPL(col2im_f64, double)
 
 /* rows x n floats from src (rows src_stride apart) to the contiguous rows of dst (n apart), and
  * the same added into dst rows (dst_stride apart) from contiguous src rows. The vector versions
- * copy a row of up to one vector with one load and one store: each store's lanes past n land on
- * the next row, which the next store overwrites (only the last row is stored masked). */
+ * copy a row in whole vectors: the last store's lanes past n land on the next row, which the next
+ * row's stores overwrite, so only the last row ends in a masked (AVX-512) or scalar (AVX2) tail;
+ * the loads past n read the next source row (src_stride >= the spill, checked). The adds cannot
+ * spill, and end every row in a masked or scalar tail. */
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
 static inline __mmask16 lanes16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int64_t rows, int64_t n)
 {
-    if (n > 16 || rows <= 0 || src_stride < 16) {
+    const int64_t vectors = (n + 15) / 16;
+    if (rows <= 0 || n <= 0)
+        return;
+    if (src_stride < vectors * 16 - n) {
         for (int64_t r = 0; r < rows; r++)
             for (int64_t i = 0; i < n; i++)
                 dst[r * n + i] = src[r * src_stride + i];
         return;
     }
-    const __mmask16 lanes = lanes16(n);
     for (int64_t r = 0; r + 1 < rows; r++)
-        _mm512_storeu_ps(dst + r * n, _mm512_loadu_ps(src + r * src_stride));
-    _mm512_mask_storeu_ps(dst + (rows - 1) * n, lanes, _mm512_maskz_loadu_ps(lanes, src + (rows - 1) * src_stride));
+        for (int64_t v = 0; v < vectors; v++)
+            _mm512_storeu_ps(dst + r * n + 16 * v, _mm512_loadu_ps(src + r * src_stride + 16 * v));
+    float *d = dst + (rows - 1) * n;
+    const float *s = src + (rows - 1) * src_stride;
+    for (int64_t v = 0; v + 1 < vectors; v++)
+        _mm512_storeu_ps(d + 16 * v, _mm512_loadu_ps(s + 16 * v));
+    const __mmask16 tail = lanes16(n - 16 * (vectors - 1));
+    _mm512_mask_storeu_ps(d + 16 * (vectors - 1), tail, _mm512_maskz_loadu_ps(tail, s + 16 * (vectors - 1)));
 }
 static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
 {
-    if (n > 16) {
+    const int64_t vectors = (n + 15) / 16;
+    const __mmask16 tail = lanes16(n - 16 * (vectors - 1));
+    for (int64_t r = 0; r < rows && n > 0; r++) {
+        float *d = dst + r * dst_stride;
+        const float *s = src + r * n;
+        for (int64_t v = 0; v + 1 < vectors; v++)
+            _mm512_storeu_ps(d + 16 * v, _mm512_add_ps(_mm512_loadu_ps(d + 16 * v), _mm512_loadu_ps(s + 16 * v)));
+        int64_t t = 16 * (vectors - 1);
+        _mm512_mask_storeu_ps(d + t, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, d + t), _mm512_maskz_loadu_ps(tail, s + t)));
+    }
+}
+#define HAVE_ROW_HELPERS 1
+#elif ND_ISA_LEVEL == ND_ISA_AVX2
+#include <immintrin.h>
+/* AVX2's masked stores were several times slower than plain ones here: the tails are scalar. */
+static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int64_t rows, int64_t n)
+{
+    const int64_t vectors = (n + 7) / 8;
+    if (rows <= 0 || n <= 0)
+        return;
+    if (src_stride < vectors * 8 - n) {
         for (int64_t r = 0; r < rows; r++)
             for (int64_t i = 0; i < n; i++)
-                dst[r * dst_stride + i] += src[r * n + i];
+                dst[r * n + i] = src[r * src_stride + i];
         return;
     }
-    const __mmask16 lanes = lanes16(n);
+    for (int64_t r = 0; r + 1 < rows; r++)
+        for (int64_t v = 0; v < vectors; v++)
+            _mm256_storeu_ps(dst + r * n + 8 * v, _mm256_loadu_ps(src + r * src_stride + 8 * v));
+    float *d = dst + (rows - 1) * n;
+    const float *s = src + (rows - 1) * src_stride;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
+    for (; i < n; i++)
+        d[i] = s[i];
+}
+static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
+{
     for (int64_t r = 0; r < rows; r++) {
         float *d = dst + r * dst_stride;
-        _mm512_mask_storeu_ps(d, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, d), _mm512_maskz_loadu_ps(lanes, src + r * n)));
+        const float *s = src + r * n;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
+        for (; i < n; i++)
+            d[i] += s[i];
     }
 }
 #define HAVE_ROW_HELPERS 1
