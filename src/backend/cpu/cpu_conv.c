@@ -860,9 +860,11 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
     for (int64_t c = begin; c < end; c++) {
         for (int64_t n = c * CONV_CHUNK; n < (c + 1) * CONV_CHUNK && n < N; n++) {
             const char *dy = j->dy + n * O * L * es;
-            if (j->partials) { /* dW_c (+)= dy_n colsᵀ */
+            if (j->partials) { /* dW_cᵀ (+)= cols dy_nᵀ: transposed, so that the operand the GEMM
+                                * packs across its rows is dy [O, L], not the K / O times larger
+                                * columns [K, L]; the partials are [K, O] */
                 image_columns(j, n, cols, padded);
-                nd_cpu_gemm_2d(j->dtype, O, K, L, dy, L, 1, cols, 1, L, j->partials + c * O * K * es, K, n != c * CONV_CHUNK);
+                nd_cpu_gemm_2d(j->dtype, K, O, L, cols, L, 1, dy, 1, L, j->partials + c * O * K * es, O, n != c * CONV_CHUNK);
             }
             if (j->dx) { /* dx_n = col2im(wᵀ dy_n) */
                 nd_cpu_gemm_2d(j->dtype, K, L, O, j->w, 1, K, dy, L, 1, dcols, L, false);
@@ -897,18 +899,20 @@ bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t o
     nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
     if (atomic_load(&j.failed))
         return false;
+    /* dW [O, K] = the chunks' [K, O] partials summed in chunk order, transposed */
     for (int64_t e = 0; dw && e < O * K; e++) {
+        const int64_t o = e / K, kk = e % K, at = kk * O + o;
         if (dtype == ND_FLOAT32) {
             const float *p = (const float *)j.partials;
-            float s = chunks > 0 ? p[e] : 0;
+            float s = chunks > 0 ? p[at] : 0;
             for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * K + e];
+                s += p[c * O * K + at];
             ((float *)dw)[e] = s;
         } else {
             const double *p = (const double *)j.partials;
-            double s = chunks > 0 ? p[e] : 0;
+            double s = chunks > 0 ? p[at] : 0;
             for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * K + e];
+                s += p[c * O * K + at];
             ((double *)dw)[e] = s;
         }
     }
