@@ -154,56 +154,57 @@ COL2IM_IMPL(col2im_f64, double)
 /* rows x n floats from src (rows src_stride apart) to the contiguous rows of dst (n apart), and
  * the same added into dst rows (dst_stride apart) from contiguous src rows. The vector versions
  * copy a row in whole vectors: the last store's lanes past n land on the next row, which the next
- * row's stores overwrite, so only the last row ends in a masked (AVX-512) or scalar (AVX2) tail;
- * the loads past n read the next source row (src_stride >= the spill, checked). The adds cannot
- * spill, and end every row in a masked or scalar tail. */
+ * row's stores overwrite, so only the last row ends in a partial tail; the loads past n read the
+ * next source row (src_stride >= the spill, checked). The adds cannot spill, and end every row in
+ * a partial tail. Each level supplies its vector (ROW_W floats) and its tail: masked at AVX-512,
+ * scalar at AVX2, whose masked stores were several times slower than plain ones here. */
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
-static inline __mmask16 lanes16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int64_t rows, int64_t n)
+#define ROW_W 16
+typedef __m512 row_vec;
+static inline row_vec row_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void row_store(float *p, row_vec v) { _mm512_storeu_ps(p, v); }
+static inline row_vec row_add(row_vec a, row_vec b) { return _mm512_add_ps(a, b); }
+/* a mask of the first n lanes (also the pooling rows' below) */
+static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+/* the last n (< ROW_W) floats of a row */
+static inline void tail_copy(float *d, const float *s, int64_t n)
 {
-    const int64_t vectors = (n + 15) / 16;
-    if (rows <= 0 || n <= 0)
-        return;
-    if (src_stride < vectors * 16 - n) {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t i = 0; i < n; i++)
-                dst[r * n + i] = src[r * src_stride + i];
-        return;
-    }
-    for (int64_t r = 0; r + 1 < rows; r++)
-        for (int64_t v = 0; v < vectors; v++)
-            _mm512_storeu_ps(dst + r * n + 16 * v, _mm512_loadu_ps(src + r * src_stride + 16 * v));
-    float *d = dst + (rows - 1) * n;
-    const float *s = src + (rows - 1) * src_stride;
-    for (int64_t v = 0; v + 1 < vectors; v++)
-        _mm512_storeu_ps(d + 16 * v, _mm512_loadu_ps(s + 16 * v));
-    const __mmask16 tail = lanes16(n - 16 * (vectors - 1));
-    _mm512_mask_storeu_ps(d + 16 * (vectors - 1), tail, _mm512_maskz_loadu_ps(tail, s + 16 * (vectors - 1)));
+    _mm512_mask_storeu_ps(d, first_lanes(n), _mm512_maskz_loadu_ps(first_lanes(n), s));
 }
-static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
+static inline void tail_add(float *d, const float *s, int64_t n)
 {
-    const int64_t vectors = (n + 15) / 16;
-    const __mmask16 tail = lanes16(n - 16 * (vectors - 1));
-    for (int64_t r = 0; r < rows && n > 0; r++) {
-        float *d = dst + r * dst_stride;
-        const float *s = src + r * n;
-        for (int64_t v = 0; v + 1 < vectors; v++)
-            _mm512_storeu_ps(d + 16 * v, _mm512_add_ps(_mm512_loadu_ps(d + 16 * v), _mm512_loadu_ps(s + 16 * v)));
-        int64_t t = 16 * (vectors - 1);
-        _mm512_mask_storeu_ps(d + t, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, d + t), _mm512_maskz_loadu_ps(tail, s + t)));
-    }
+    const __mmask16 m = first_lanes(n);
+    _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
 }
 #define HAVE_ROW_HELPERS 1
 #elif ND_ISA_LEVEL == ND_ISA_AVX2
 #include <immintrin.h>
-/* AVX2's masked stores were several times slower than plain ones here: the tails are scalar. */
+#define ROW_W 8
+typedef __m256 row_vec;
+static inline row_vec row_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void row_store(float *p, row_vec v) { _mm256_storeu_ps(p, v); }
+static inline row_vec row_add(row_vec a, row_vec b) { return _mm256_add_ps(a, b); }
+static inline void tail_copy(float *d, const float *s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[i] = s[i];
+}
+static inline void tail_add(float *d, const float *s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        d[i] += s[i];
+}
+#define HAVE_ROW_HELPERS 1
+#endif
+
+#ifdef HAVE_ROW_HELPERS
 static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int64_t rows, int64_t n)
 {
-    const int64_t vectors = (n + 7) / 8;
+    const int64_t vectors = (n + ROW_W - 1) / ROW_W;
     if (rows <= 0 || n <= 0)
         return;
-    if (src_stride < vectors * 8 - n) {
+    if (src_stride < vectors * ROW_W - n) { /* rows too close for the spill: element by element */
         for (int64_t r = 0; r < rows; r++)
             for (int64_t i = 0; i < n; i++)
                 dst[r * n + i] = src[r * src_stride + i];
@@ -211,14 +212,13 @@ static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int6
     }
     for (int64_t r = 0; r + 1 < rows; r++)
         for (int64_t v = 0; v < vectors; v++)
-            _mm256_storeu_ps(dst + r * n + 8 * v, _mm256_loadu_ps(src + r * src_stride + 8 * v));
+            row_store(dst + r * n + ROW_W * v, row_load(src + r * src_stride + ROW_W * v));
     float *d = dst + (rows - 1) * n;
     const float *s = src + (rows - 1) * src_stride;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_loadu_ps(s + i));
-    for (; i < n; i++)
-        d[i] = s[i];
+    for (; i + ROW_W <= n; i += ROW_W)
+        row_store(d + i, row_load(s + i));
+    tail_copy(d + i, s + i, n - i);
 }
 static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
 {
@@ -226,13 +226,11 @@ static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64
         float *d = dst + r * dst_stride;
         const float *s = src + r * n;
         int64_t i = 0;
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
-        for (; i < n; i++)
-            d[i] += s[i];
+        for (; i + ROW_W <= n; i += ROW_W)
+            row_store(d + i, row_add(row_load(d + i), row_load(s + i)));
+        tail_add(d + i, s + i, n - i);
     }
 }
-#define HAVE_ROW_HELPERS 1
 #endif
 
 /* One image's im2col and col2im through a zero-padded copy of its planes ([C, h + 2 ph, w + 2 pw]
@@ -382,8 +380,6 @@ static inline double pick_double(bool t, double a, double b)
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
 #define HAVE_POOL_ROWS 1
-
-static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
 /* 16 floats at p, of which the first n are wanted: a plain load when the 16 lie inside the input
  * (which ends at end), else a masked one. Lanes past n then hold the next row's values, which the

@@ -36,16 +36,16 @@ enum { KC = 384, MC_ROWS = 96, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
 
 /* The SIMD kernels are written once over these vector names, defined per level and type just
  * before each kernel is stamped out: VEC the register type, W floats or doubles per vector. */
-#define KERNEL_(NAME, T, MR, W)                                                                     \
+#define KERNEL_(NAME, T, MR, W, RL) /* RL lists the rows whose accumulators it keeps */          \
     __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
                                                int64_t rs, const T *add, int64_t adds)             \
     {                                                                                              \
-        ROWS_(DECLARE_)                                                                            \
+        RL(DECLARE_)                                                                               \
         for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
             VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
-            ROWS_(UPDATE_)                                                                         \
+            RL(UPDATE_)                                                                            \
         }                                                                                          \
-        ROWS_(STORE_)                                                                              \
+        RL(STORE_)                                                                                 \
     }
 #define DECLARE_(i) VEC c##i##a = VZERO(), c##i##b = c##i##a;
 #define UPDATE_(i)                                                                                 \
@@ -63,20 +63,10 @@ enum { KC = 384, MC_ROWS = 96, NC = 3072, MAX_MR = 12, MAX_NR = 32 };
     VSTOREU(c + i * rs + VW, c##i##b);
 
 /* Edge kernels for tiles with fewer rows than MR or columns that fit one vector: the same loop on
- * only the accumulators they need (RL lists the rows; panels keep their full MR x NR layout), so
- * a 4-row or 16-column edge costs a third or a half of a full tile instead of a full one. The
- * driver picks them from a table [vectors - 1][rows - 1]. */
-#define EDGE2_(NAME, T, MR, W, RL)                                                                  \
-    __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
-                                               int64_t rs, const T *add, int64_t adds)             \
-    {                                                                                              \
-        RL(DECLARE_)                                                                               \
-        for (int64_t p = 0; p < k; p++, a += as, b += 2 * W) {                                     \
-            VEC b0 = VLOAD(b), b1 = VLOAD(b + W);                                                  \
-            RL(UPDATE_)                                                                            \
-        }                                                                                          \
-        RL(STORE_)                                                                                 \
-    }
+ * only the accumulators they need (KERNEL_ with fewer rows in RL, or EDGE1_ for one vector of
+ * columns; panels keep their full MR x NR layout), so a 4-row or 16-column edge costs a third or
+ * a half of a full tile instead of a full one. The driver picks them from a table
+ * [vectors - 1][rows - 1]. */
 #define EDGE1_(NAME, T, MR, W, RL)                                                                  \
     __attribute__((noinline)) static void NAME(int64_t k, const T *a, int64_t as, int64_t ars, const T *b, T *c,  \
                                                int64_t rs, const T *add, int64_t adds)             \
@@ -125,7 +115,7 @@ enum { MR32 = 12, NR32 = 32, MR64 = 12, NR64 = 16 };
 #define VFMA _mm512_fmadd_ps
 #define VADD _mm512_add_ps
 #define VSTOREU _mm512_storeu_ps
-KERNEL_(ukernel_f32, float, 12, 16)
+KERNEL_(ukernel_f32, float, 12, 16, ROWS_)
 #define EDGES12_(SUF, T, W)                                                                         \
     EDGE1_(edge_##SUF##_1_1, T, 12, W, RL1_) EDGE1_(edge_##SUF##_1_2, T, 12, W, RL2_)               \
     EDGE1_(edge_##SUF##_1_3, T, 12, W, RL3_) EDGE1_(edge_##SUF##_1_4, T, 12, W, RL4_)               \
@@ -133,12 +123,12 @@ KERNEL_(ukernel_f32, float, 12, 16)
     EDGE1_(edge_##SUF##_1_7, T, 12, W, RL7_) EDGE1_(edge_##SUF##_1_8, T, 12, W, RL8_)               \
     EDGE1_(edge_##SUF##_1_9, T, 12, W, RL9_) EDGE1_(edge_##SUF##_1_10, T, 12, W, RL10_)             \
     EDGE1_(edge_##SUF##_1_11, T, 12, W, RL11_) EDGE1_(edge_##SUF##_1_12, T, 12, W, RL12_)           \
-    EDGE2_(edge_##SUF##_2_1, T, 12, W, RL1_) EDGE2_(edge_##SUF##_2_2, T, 12, W, RL2_)               \
-    EDGE2_(edge_##SUF##_2_3, T, 12, W, RL3_) EDGE2_(edge_##SUF##_2_4, T, 12, W, RL4_)               \
-    EDGE2_(edge_##SUF##_2_5, T, 12, W, RL5_) EDGE2_(edge_##SUF##_2_6, T, 12, W, RL6_)               \
-    EDGE2_(edge_##SUF##_2_7, T, 12, W, RL7_) EDGE2_(edge_##SUF##_2_8, T, 12, W, RL8_)               \
-    EDGE2_(edge_##SUF##_2_9, T, 12, W, RL9_) EDGE2_(edge_##SUF##_2_10, T, 12, W, RL10_)             \
-    EDGE2_(edge_##SUF##_2_11, T, 12, W, RL11_)                                                      \
+    KERNEL_(edge_##SUF##_2_1, T, 12, W, RL1_) KERNEL_(edge_##SUF##_2_2, T, 12, W, RL2_)             \
+    KERNEL_(edge_##SUF##_2_3, T, 12, W, RL3_) KERNEL_(edge_##SUF##_2_4, T, 12, W, RL4_)             \
+    KERNEL_(edge_##SUF##_2_5, T, 12, W, RL5_) KERNEL_(edge_##SUF##_2_6, T, 12, W, RL6_)             \
+    KERNEL_(edge_##SUF##_2_7, T, 12, W, RL7_) KERNEL_(edge_##SUF##_2_8, T, 12, W, RL8_)             \
+    KERNEL_(edge_##SUF##_2_9, T, 12, W, RL9_) KERNEL_(edge_##SUF##_2_10, T, 12, W, RL10_)           \
+    KERNEL_(edge_##SUF##_2_11, T, 12, W, RL11_)                                                     \
     static const tile_kernel_##SUF edges_##SUF[2][12] = {                                          \
         {edge_##SUF##_1_1, edge_##SUF##_1_2, edge_##SUF##_1_3, edge_##SUF##_1_4, edge_##SUF##_1_5,   \
          edge_##SUF##_1_6, edge_##SUF##_1_7, edge_##SUF##_1_8, edge_##SUF##_1_9, edge_##SUF##_1_10,  \
@@ -165,7 +155,7 @@ EDGES12_(f32, float, 16)
 #define VFMA _mm512_fmadd_pd
 #define VADD _mm512_add_pd
 #define VSTOREU _mm512_storeu_pd
-KERNEL_(ukernel_f64, double, 12, 8)
+KERNEL_(ukernel_f64, double, 12, 8, ROWS_)
 EDGES12_(f64, double, 8)
 
 /* Packing: dst[p * width + r] = src[r * rs + p] for r < rows (zeros for rows <= r < width), p < kc:
@@ -248,14 +238,14 @@ enum { MR32 = 6, NR32 = 16, MR64 = 6, NR64 = 8 };
 #define VFMA _mm256_fmadd_ps
 #define VADD _mm256_add_ps
 #define VSTOREU _mm256_storeu_ps
-KERNEL_(ukernel_f32, float, 6, 8)
+KERNEL_(ukernel_f32, float, 6, 8, ROWS_)
 #define EDGES6_(SUF, T, W)                                                                          \
     EDGE1_(edge_##SUF##_1_1, T, 6, W, RL1_) EDGE1_(edge_##SUF##_1_2, T, 6, W, RL2_)                 \
     EDGE1_(edge_##SUF##_1_3, T, 6, W, RL3_) EDGE1_(edge_##SUF##_1_4, T, 6, W, RL4_)                 \
     EDGE1_(edge_##SUF##_1_5, T, 6, W, RL5_) EDGE1_(edge_##SUF##_1_6, T, 6, W, RL6_)                 \
-    EDGE2_(edge_##SUF##_2_1, T, 6, W, RL1_) EDGE2_(edge_##SUF##_2_2, T, 6, W, RL2_)                 \
-    EDGE2_(edge_##SUF##_2_3, T, 6, W, RL3_) EDGE2_(edge_##SUF##_2_4, T, 6, W, RL4_)                 \
-    EDGE2_(edge_##SUF##_2_5, T, 6, W, RL5_)                                                         \
+    KERNEL_(edge_##SUF##_2_1, T, 6, W, RL1_) KERNEL_(edge_##SUF##_2_2, T, 6, W, RL2_)               \
+    KERNEL_(edge_##SUF##_2_3, T, 6, W, RL3_) KERNEL_(edge_##SUF##_2_4, T, 6, W, RL4_)               \
+    KERNEL_(edge_##SUF##_2_5, T, 6, W, RL5_)                                                        \
     static const tile_kernel_##SUF edges_##SUF[2][12] = {                                          \
         {edge_##SUF##_1_1, edge_##SUF##_1_2, edge_##SUF##_1_3, edge_##SUF##_1_4, edge_##SUF##_1_5,   \
          edge_##SUF##_1_6},                                                                        \
@@ -280,7 +270,7 @@ EDGES6_(f32, float, 8)
 #define VFMA _mm256_fmadd_pd
 #define VADD _mm256_add_pd
 #define VSTOREU _mm256_storeu_pd
-KERNEL_(ukernel_f64, double, 6, 4)
+KERNEL_(ukernel_f64, double, 6, 4, ROWS_)
 EDGES6_(f64, double, 4)
 
 /* Packing: dst[p * width + r] = src[r * rs + p] for r < width, p < kc (width rows of src, each
@@ -366,7 +356,7 @@ static inline void store_v2d(double *p, v2d v) { memcpy(p, &v, sizeof v); }
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSTOREU store_v4f
-KERNEL_(ukernel_f32, float, 4, 4)
+KERNEL_(ukernel_f32, float, 4, 4, ROWS_)
 #undef VEC
 #undef VW
 #undef VZERO
@@ -385,7 +375,7 @@ KERNEL_(ukernel_f32, float, 4, 4)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VADD(a, b) ((a) + (b))
 #define VSTOREU store_v2d
-KERNEL_(ukernel_f64, double, 4, 2)
+KERNEL_(ukernel_f64, double, 4, 2, ROWS_)
 /* no edge kernels at this level: edge tiles run the full kernel into a scratch tile */
 static const tile_kernel_f32 edges_f32[2][12];
 static const tile_kernel_f64 edges_f64[2][12];
