@@ -123,12 +123,13 @@ typedef struct nd_backend {
     void (*max_pool2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, const void *x, const void *dy,
                                 void *dx);
     /* conv2d with one group over dense NCHW x and dense w [O, C, kh, kw]: y [N, O, oh, ow] =
-     * w ⋆ x (+ bias [O]). The backward writes dx and dw (either may be NULL) from dense dy.
+     * w ⋆ x (+ bias [O]). The backward writes dx, dw and db [O] = Σ dy over N, oh, ow (any may
+     * be NULL) from dense dy.
      * False when scratch memory runs out. */
     bool (*conv2d_forward)(nd_dtype dtype, const struct nd_conv_geometry *g, int64_t out_channels, const void *x,
                            const void *w, const void *bias, void *y);
     bool (*conv2d_backward)(nd_dtype dtype, const struct nd_conv_geometry *g, int64_t out_channels, const void *x,
-                            const void *w, const void *dy, void *dx, void *dw);
+                            const void *w, const void *dy, void *dx, void *dw, void *db);
     /* Layer norm over `rows` rows of d contiguous elements: y = (x - mean) rstd w + b (w, b may be
      * NULL), saving each row's mean and rstd; the backward gives dx, dw, db (any may be NULL). */
     void (*layer_norm_forward)(nd_dtype dtype, int64_t rows, int64_t d, const void *x, const void *w, const void *b,

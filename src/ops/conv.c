@@ -146,11 +146,10 @@ nd_status nd_bw_conv2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
     nd_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->n_inputs > 2 ? node->inputs[2] : NULL;
     nd_conv_geometry g = load_geometry(node);
     int64_t O = w->shape[0], K = g.c * g.kh * g.kw;
-    if (b && b->requires_grad && !(gi[2] = nd_sum_dims(grad, 3, (const int64_t[]){0, 2, 3}, false)))
-        return nd_last_status();
-    if (!x->requires_grad && !w->requires_grad)
-        return ND_OK;
+    const bool want_db = b && b->requires_grad;
     if (nd_is_grad_enabled()) { /* recording the backward: differentiable pieces */
+        if (want_db && !(gi[2] = nd_sum_dims(grad, 3, (const int64_t[]){0, 2, 3}, false)))
+            return nd_last_status();
         int64_t w2[2] = {O, K}, rows[2] = {O, g.n * g.oh * g.ow};
         nd_tensor *dy = nd_reshape(nd_permute(grad, ND_DIMS(1, 0, 2, 3)), 2, rows); /* [O, N·L] */
         if (w->requires_grad && !(gi[1] = nd_reshape(nd_mm(dy, nd_t(im2col(x, &g))), 4, w->shape)))
@@ -162,10 +161,12 @@ nd_status nd_bw_conv2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
     nd_tensor *xd = nd_dense(x), *wd = nd_dense(w), *gd = nd_dense(grad);
     nd_tensor *dx = x->requires_grad ? nd_register(nd_alloc(x->dtype, 4, x->shape, true)) : NULL;
     nd_tensor *dw = w->requires_grad ? nd_register(nd_alloc(w->dtype, 4, w->shape, true)) : NULL;
-    bool ok = xd && wd && gd && (!x->requires_grad || dx) && (!w->requires_grad || dw);
-    if (ok && nd_numel(grad) > 0)
+    nd_tensor *db = want_db ? nd_register(nd_alloc(b->dtype, 1, b->shape, true)) : NULL;
+    bool ok = xd && wd && gd && (!x->requires_grad || dx) && (!w->requires_grad || dw) && (!want_db || db);
+    if (ok && nd_numel(grad) > 0 && (dx || dw || db))
         ok = nd_backend_get()->conv2d_backward(x->dtype, &g, O, nd_data_ptr(xd), nd_data_ptr(wd), nd_data_ptr(gd),
-                                              dx ? nd_data_ptr(dx) : NULL, dw ? nd_data_ptr(dw) : NULL);
+                                              dx ? nd_data_ptr(dx) : NULL, dw ? nd_data_ptr(dw) : NULL,
+                                              db ? nd_data_ptr(db) : NULL);
     if (xd != x)
         nd_unref(xd);
     if (wd != w)
@@ -175,6 +176,8 @@ nd_status nd_bw_conv2d(nd_node *node, nd_tensor *grad, nd_tensor **gi)
     if (!ok)
         return nd_fail_status(ND_ERR_NOMEM, "nd_conv2d backward: out of memory");
     gi[0] = dx, gi[1] = dw;
+    if (want_db)
+        gi[2] = db;
     return ND_OK;
 }
 

@@ -210,15 +210,33 @@ static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int6
                 dst[r * n + i] = src[r * src_stride + i];
         return;
     }
-    for (int64_t r = 0; r + 1 < rows; r++)
-        for (int64_t v = 0; v < vectors; v++)
-            row_store(dst + r * n + ROW_W * v, row_load(src + r * src_stride + ROW_W * v));
+    if (vectors == 1) /* a convolution's short rows: one store each, no inner loop */
+        for (int64_t r = 0; r + 1 < rows; r++)
+            row_store(dst + r * n, row_load(src + r * src_stride));
+    else
+        for (int64_t r = 0; r + 1 < rows; r++)
+            for (int64_t v = 0; v < vectors; v++)
+                row_store(dst + r * n + ROW_W * v, row_load(src + r * src_stride + ROW_W * v));
     float *d = dst + (rows - 1) * n;
     const float *s = src + (rows - 1) * src_stride;
     int64_t i = 0;
     for (; i + ROW_W <= n; i += ROW_W)
         row_store(d + i, row_load(s + i));
     tail_copy(d + i, s + i, n - i);
+}
+/* rows x n floats between strided rows, nothing written past a row's n (the padding around a
+ * padded plane's rows must stay zero) */
+static void copy_rows_exact_f32(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int64_t rows,
+                                int64_t n)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *d = dst + r * dst_stride;
+        const float *sr = src + r * src_stride;
+        int64_t i = 0;
+        for (; i + ROW_W <= n; i += ROW_W)
+            row_store(d + i, row_load(sr + i));
+        tail_copy(d + i, sr + i, n - i);
+    }
 }
 static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
 {
@@ -237,30 +255,33 @@ static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64
  * in `padded`), so every column row is a plain copy (or add) of whole output rows, with no bounds
  * to test and no inside range to find: the convolution's own per-image path. */
 #define PADDED_IMPL(T)                                                                              \
-    static void pad_image_##T(const nd_conv_geometry *g, const T *x, T *padded)                     \
+    /* x's planes into the inside of the padded planes; `borders` also zeroes the padding, which  \
+     * only this writes, so a worker does it once for all the images it converts */              \
+    static void pad_image_##T(const nd_conv_geometry *g, const T *x, T *padded, bool borders)       \
     {                                                                                               \
         const int64_t hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw;                                 \
+        if (borders)                                                                                \
+            memset(padded, 0, sizeof(T) * (size_t)(g->c * hp * wp));                                \
         for (int64_t c = 0; c < g->c; c++) {                                                        \
-            T *plane = padded + c * hp * wp;                                                        \
-            memset(plane, 0, sizeof(T) * (size_t)(g->ph * wp));                                    \
-            for (int64_t y = 0; y < g->h; y++) {                                                    \
-                T *restrict row = plane + (y + g->ph) * wp;                                         \
-                const T *restrict src = x + (c * g->h + y) * g->w;                                  \
-                for (int64_t xx = 0; xx < g->pw; xx++)                                              \
-                    row[xx] = row[g->pw + g->w + xx] = 0;                                           \
-                for (int64_t xx = 0; xx < g->w; xx++)                                               \
-                    row[g->pw + xx] = src[xx];                                                      \
+            T *inside = padded + c * hp * wp + g->ph * wp + g->pw;                                  \
+            const T *src = x + c * g->h * g->w;                                                     \
+            if (ROW_HELPERS(T)) {                                                                   \
+                copy_rows_exact_f32((float *)inside, wp, (const float *)src, g->w, g->h, g->w);     \
+                continue;                                                                           \
             }                                                                                       \
-            memset(plane + (g->ph + g->h) * wp, 0, sizeof(T) * (size_t)(g->ph * wp));               \
+            for (int64_t y = 0; y < g->h; y++)                                                      \
+                for (int64_t xx = 0; xx < g->w; xx++)                                               \
+                    inside[y * wp + xx] = src[y * g->w + xx];                                       \
         }                                                                                           \
     }                                                                                               \
     /* cols [C*kh*kw, oh*ow] from the padded planes */                                              \
     static void padded_im2col_##T(const nd_conv_geometry *g, const T *padded, T *cols)              \
     {                                                                                               \
         const int64_t hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw, L = g->oh * g->ow;              \
-        for (int64_t row = 0; row < g->c * g->kh * g->kw; row++) {                                  \
-            int64_t c = row / (g->kh * g->kw), i = row / g->kw % g->kh, j = row % g->kw;            \
+        for (int64_t row = 0, c = 0, i = 0, j = 0; row < g->c * g->kh * g->kw; row++) {             \
             const T *base = padded + c * hp * wp + i * g->dh * wp + j * g->dw;                      \
+            if (++j == g->kw) /* the next row's (c, i, j) */                                        \
+                j = 0, i = i + 1 == g->kh ? (c++, 0) : i + 1;                                       \
             if (ROW_HELPERS(T) && g->sw == 1) {                                                     \
                 copy_rows_f32((float *)(cols + row * L), (const float *)base, g->sh * wp, g->oh, g->ow); \
                 continue;                                                                           \
@@ -303,19 +324,23 @@ static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64
                                 d[ox * g->sw] += s[ox];                                             \
                     }                                                                               \
                 }                                                                                   \
-        for (int64_t c = 0; c < g->c; c++)                                                          \
-            for (int64_t y = 0; y < g->h; y++) {                                                    \
-                T *restrict d = dx + (c * g->h + y) * g->w;                                         \
-                const T *restrict src = padded + (c * hp + y + g->ph) * wp + g->pw;                 \
-                for (int64_t xx = 0; xx < g->w; xx++)                                               \
-                    d[xx] = src[xx];                                                                \
+        for (int64_t c = 0; c < g->c; c++) {                                                        \
+            const T *inside = padded + (c * hp + g->ph) * wp + g->pw;                               \
+            if (ROW_HELPERS(T)) {                                                                   \
+                copy_rows_exact_f32((float *)(dx + c * g->h * g->w), g->w, (const float *)inside, wp, g->h, g->w); \
+                continue;                                                                           \
             }                                                                                       \
+            for (int64_t y = 0; y < g->h; y++)                                                      \
+                for (int64_t xx = 0; xx < g->w; xx++)                                               \
+                    dx[(c * g->h + y) * g->w + xx] = inside[y * wp + xx];                           \
+        }                                                                                           \
     }
 #ifdef HAVE_ROW_HELPERS
 #define ROW_HELPERS(T) (sizeof(T) == 4)
 #else
 #define ROW_HELPERS(T) 0
 #define copy_rows_f32(dst, src, src_stride, rows, n) ((void)0)
+#define copy_rows_exact_f32(dst, dst_stride, src, src_stride, rows, n) ((void)0)
 #define add_rows_f32(dst, dst_stride, src, rows, n) ((void)0)
 #endif
 PADDED_IMPL(float)
@@ -781,14 +806,19 @@ void nd_cpu_max_pool2d_backward(nd_dtype dtype, const nd_conv_geometry *g, const
 /* A convolution is a GEMM per image over that image's columns, which stay in a per-thread
  * scratch buffer (in cache) instead of a [C·kh·kw, N·oh·ow] tensor for the whole batch. The
  * weight gradient sums images in fixed chunks of CONV_CHUNK, each chunk into its own partial,
- * and then the partials in chunk order, so the thread count never changes a result. */
+ * and then the partials in chunk order, so the thread count never changes a result.
+ * The bias rides in the GEMMs as one more column row of ones: the forward multiplies [w | bias]
+ * [O, K + 1] by it (no pass filling y with the bias first), and the weight gradient's product
+ * gives Σ dy over the image in the extra partial row, which is the bias gradient (no separate sum
+ * over dy). */
 enum { CONV_CHUNK = 8 };
 
 typedef struct conv2d_job {
     nd_dtype dtype;
     nd_conv_geometry one; /* the geometry of a single image */
     int64_t images, out_channels;
-    const char *x, *w, *bias, *dy;
+    int64_t rows; /* column rows: C·kh·kw, plus the row of ones when the bias is in the product */
+    const char *x, *w, *dy;
     char *y, *dx, *partials;
     atomic_bool failed; /* set by any worker whose scratch memory runs out */
 } conv2d_job;
@@ -797,25 +827,32 @@ typedef struct conv2d_job {
 /* Elements of one image's zero-padded planes. */
 static int64_t padded_size(const nd_conv_geometry *g) { return g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw); }
 
-/* The image's columns into cols, through its padded planes in `padded`. */
-static void image_columns(const conv2d_job *j, int64_t image, void *cols, void *padded)
+/* The image's columns into cols ([j->rows, oh·ow]), through its padded planes in `padded`. */
+static void image_columns(const conv2d_job *j, int64_t image, void *cols, void *padded, bool borders)
 {
-    int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8;
+    const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, K = j->one.c * j->one.kh * j->one.kw;
+    const int64_t L = j->one.oh * j->one.ow;
     const char *x = j->x + image * j->one.c * j->one.h * j->one.w * es;
     if (j->dtype == ND_FLOAT32) {
-        pad_image_float(&j->one, (const float *)x, padded);
+        pad_image_float(&j->one, (const float *)x, padded, borders);
         padded_im2col_float(&j->one, padded, cols);
+        for (int64_t l = 0; j->rows > K && l < L; l++)
+            ((float *)cols)[K * L + l] = 1.0f;
     } else {
-        pad_image_double(&j->one, (const double *)x, padded);
+        pad_image_double(&j->one, (const double *)x, padded, borders);
         padded_im2col_double(&j->one, padded, cols);
+        for (int64_t l = 0; j->rows > K && l < L; l++)
+            ((double *)cols)[K * L + l] = 1.0;
     }
 }
 
+/* y_n [O, L] = w [O, rows] cols_n [rows, L], w here the weight with the bias as its last column
+ * when the bias is in the product. */
 static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk)
 {
     (void)chunk;
     conv2d_job *j = ctx;
-    const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
+    const int64_t K = j->rows, L = j->one.oh * j->one.ow, O = j->out_channels;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8;
     char *cols = nd_thread_scratch(ND_SCRATCH_COLUMNS, (size_t)((K * L + padded_size(&j->one)) * es));
     if (!cols) {
@@ -824,20 +861,8 @@ static void conv_forward_images(void *ctx, int64_t begin, int64_t end, int chunk
     }
     char *padded = cols + K * L * es;
     for (int64_t n = begin; n < end; n++) {
-        image_columns(j, n, cols, padded);
-        char *y = j->y + n * O * L * es;
-        for (int64_t o = 0; j->bias && o < O; o++) {
-            if (j->dtype == ND_FLOAT32) {
-                float b = ((const float *)j->bias)[o], *row = (float *)y + o * L;
-                for (int64_t l = 0; l < L; l++)
-                    row[l] = b;
-            } else {
-                double b = ((const double *)j->bias)[o], *row = (double *)y + o * L;
-                for (int64_t l = 0; l < L; l++)
-                    row[l] = b;
-            }
-        }
-        nd_cpu_gemm_2d(j->dtype, O, L, K, j->w, K, 1, cols, L, 1, y, L, j->bias != NULL);
+        image_columns(j, n, cols, padded, n == begin);
+        nd_cpu_gemm_2d(j->dtype, O, L, K, j->w, K, 1, cols, L, 1, j->y + n * O * L * es, L, false);
     }
 }
 
@@ -845,30 +870,34 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
 {
     (void)chunk;
     conv2d_job *j = ctx;
-    const int64_t K = j->one.c * j->one.kh * j->one.kw, L = j->one.oh * j->one.ow, O = j->out_channels;
+    const int64_t K = j->one.c * j->one.kh * j->one.kw, R = j->rows, L = j->one.oh * j->one.ow, O = j->out_channels;
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, N = j->images;
-    char *cols = nd_thread_scratch(ND_SCRATCH_COLUMNS, (size_t)((2 * K * L + padded_size(&j->one)) * es));
+    const int64_t P = padded_size(&j->one);
+    char *cols = nd_thread_scratch(ND_SCRATCH_COLUMNS, (size_t)((R * L + K * L + 2 * P) * es));
     if (!cols) {
         atomic_store(&j->failed, true);
         return;
     }
-    char *dcols = cols + K * L * es, *padded = dcols + K * L * es;
+    /* x's padded planes keep their zero borders from image to image; col2im sums into its own */
+    char *dcols = cols + R * L * es, *padded = dcols + K * L * es, *dpadded = padded + P * es;
+    bool borders = true;
     for (int64_t c = begin; c < end; c++) {
         for (int64_t n = c * CONV_CHUNK; n < (c + 1) * CONV_CHUNK && n < N; n++) {
             const char *dy = j->dy + n * O * L * es;
-            if (j->partials) { /* dW_cᵀ (+)= cols dy_nᵀ: transposed, so that the operand the GEMM
-                                * packs across its rows is dy [O, L], not the K / O times larger
-                                * columns [K, L]; the partials are [K, O] */
-                image_columns(j, n, cols, padded);
-                nd_cpu_gemm_2d(j->dtype, K, O, L, cols, L, 1, dy, 1, L, j->partials + c * O * K * es, O, n != c * CONV_CHUNK);
+            if (j->partials) { /* [dW | db]_cᵀ (+)= cols dy_nᵀ: transposed, so that the operand the
+                                * GEMM packs across its rows is dy [O, L], not the R / O times larger
+                                * columns [R, L]; the partials are [R, O] */
+                image_columns(j, n, cols, padded, borders);
+                borders = false;
+                nd_cpu_gemm_2d(j->dtype, R, O, L, cols, L, 1, dy, 1, L, j->partials + c * O * R * es, O, n != c * CONV_CHUNK);
             }
             if (j->dx) { /* dx_n = col2im(wᵀ dy_n) */
                 nd_cpu_gemm_2d(j->dtype, K, L, O, j->w, 1, K, dy, L, 1, dcols, L, false);
                 char *dx = j->dx + n * j->one.c * j->one.h * j->one.w * es;
                 if (j->dtype == ND_FLOAT32)
-                    padded_col2im_float(&j->one, (const float *)dcols, (float *)padded, (float *)dx);
+                    padded_col2im_float(&j->one, (const float *)dcols, (float *)dpadded, (float *)dx);
                 else
-                    padded_col2im_double(&j->one, (const double *)dcols, (double *)padded, (double *)dx);
+                    padded_col2im_double(&j->one, (const double *)dcols, (double *)dpadded, (double *)dx);
             }
         }
     }
@@ -877,39 +906,53 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
 bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
                            const void *w, const void *bias, void *y)
 {
-    conv2d_job j = {dtype, *g, g->n, out_channels, x, w, bias, NULL, y, NULL, NULL, false};
+    const int64_t K = g->c * g->kh * g->kw, O = out_channels, es = dtype == ND_FLOAT32 ? 4 : 8;
+    conv2d_job j = {dtype, *g, g->n, out_channels, K, x, w, NULL, y, NULL, NULL, false};
     j.one.n = 1;
+    if (bias) { /* [w | bias], [O, K + 1], shared by every worker */
+        char *wb = nd_thread_scratch(ND_SCRATCH_PARTIALS, (size_t)(O * (K + 1) * es));
+        if (!wb)
+            return false;
+        for (int64_t o = 0; o < O; o++) {
+            memcpy(wb + o * (K + 1) * es, (const char *)w + o * K * es, (size_t)(K * es));
+            memcpy(wb + (o * (K + 1) + K) * es, (const char *)bias + o * es, (size_t)es);
+        }
+        j.w = wb, j.rows = K + 1;
+    }
     nd_parallel_for(g->n, 1, conv_forward_images, &j);
     return !atomic_load(&j.failed);
 }
 
 bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
-                            const void *w, const void *dy, void *dx, void *dw)
+                            const void *w, const void *dy, void *dx, void *dw, void *db)
 {
-    const int64_t K = g->c * g->kh * g->kw, O = out_channels, es = dtype == ND_FLOAT32 ? 4 : 8;
+    const int64_t K = g->c * g->kh * g->kw, R = K + (db != NULL), O = out_channels, es = dtype == ND_FLOAT32 ? 4 : 8;
     const int64_t chunks = (g->n + CONV_CHUNK - 1) / CONV_CHUNK;
-    conv2d_job j = {dtype, *g, g->n, out_channels, x, w, NULL, dy, NULL, dx, NULL, false};
+    conv2d_job j = {dtype, *g, g->n, out_channels, R, x, w, dy, NULL, dx, NULL, false};
     j.one.n = 1;
-    if (dw && chunks > 0 && !(j.partials = nd_thread_scratch(ND_SCRATCH_PARTIALS, (size_t)(chunks * O * K * es))))
+    if ((dw || db) && chunks > 0 && !(j.partials = nd_thread_scratch(ND_SCRATCH_PARTIALS, (size_t)(chunks * O * R * es))))
         return false;
     nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
     if (atomic_load(&j.failed))
         return false;
-    /* dW [O, K] = the chunks' [K, O] partials summed in chunk order, transposed */
-    for (int64_t e = 0; dw && e < O * K; e++) {
-        const int64_t o = e / K, kk = e % K, at = kk * O + o;
+    /* [dW | db] [O, R] = the chunks' [R, O] partials summed in chunk order, transposed */
+    for (int64_t e = 0; (dw || db) && e < O * R; e++) {
+        const int64_t o = e / R, kk = e % R, at = kk * O + o;
+        if (kk < K ? !dw : !db)
+            continue;
+        char *dst = kk < K ? (char *)dw + (o * K + kk) * es : (char *)db + o * es;
         if (dtype == ND_FLOAT32) {
             const float *p = (const float *)j.partials;
             float s = chunks > 0 ? p[at] : 0;
             for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * K + at];
-            ((float *)dw)[e] = s;
+                s += p[c * O * R + at];
+            *(float *)dst = s;
         } else {
             const double *p = (const double *)j.partials;
             double s = chunks > 0 ? p[at] : 0;
             for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * K + at];
-            ((double *)dw)[e] = s;
+                s += p[c * O * R + at];
+            *(double *)dst = s;
         }
     }
     return true;

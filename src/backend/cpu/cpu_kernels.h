@@ -77,7 +77,7 @@ bool nd_cpu_attention_backward(nd_dtype dtype, const nd_attention_geometry *g, c
 bool nd_cpu_conv2d_forward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
                            const void *w, const void *bias, void *y);
 bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t out_channels, const void *x,
-                            const void *w, const void *dy, void *dx, void *dw);
+                            const void *w, const void *dy, void *dx, void *dw, void *db);
 
 void nd_cpu_softmax_backward(nd_dtype dtype, bool log_form, int64_t rows, int64_t n, const void *y, const void *g,
                              void *dx);
