@@ -92,6 +92,37 @@ TEST(retain_grad_on_non_leaf)
     nd_scope_end();
 }
 
+/* relu and GELU write their gradient over the incoming one when the pass alone holds it; a
+ * gradient the caller passed, a retained one, or one still needed elsewhere must stay intact. */
+TEST(fused_backward_in_place_only_when_exclusive)
+{
+    nd_scope_begin();
+    nd_tensor *x = leaf((const double[]){-1, 2, -3, 4}, ND_SHAPE(4));
+    nd_tensor *r = nd_relu(x);
+    nd_tensor *g = nd_from_f64((const double[]){5, 6, 7, 8}, ND_SHAPE(4));
+    CHECK(nd_backward_with(r, g, false) == ND_OK);
+    CHECK_VALUES(g, 0, 5, 6, 7, 8);          /* the caller's gradient is not overwritten */
+    CHECK_VALUES(nd_grad(x), 0, 0, 6, 0, 8);
+    CHECK(nd_zero_grad(x) == ND_OK);
+    /* the gradient of h reaches relu and gelu both, and is retained: in place nowhere */
+    nd_tensor *h = nd_mul_scalar(x, 2);
+    CHECK(nd_retain_grad(h) == ND_OK);
+    nd_tensor *y = nd_add(nd_sum(nd_mul(nd_relu(h), h)), nd_sum(nd_gelu(nd_relu(h), false)));
+    CHECK(nd_backward(y) == ND_OK);
+    nd_scope_begin();
+    nd_tensor *x2 = leaf((const double[]){-1, 2, -3, 4}, ND_SHAPE(4));
+    nd_tensor *h2 = nd_mul_scalar(x2, 2);
+    nd_tensor *y2 = nd_add(nd_sum(nd_mul(nd_relu(h2), h2)), nd_sum(nd_gelu(nd_relu(h2), false)));
+    nd_tensor *gx = NULL; /* the same gradient through a recorded (never in-place) backward */
+    CHECK(nd_autograd_grad(1, &y2, NULL, 1, &x2, &gx, true) == ND_OK);
+    for (int i = 0; i < 4; i++)
+        CHECK_NEAR(nd_item(nd_select(nd_grad(x), 0, i)), nd_item(nd_select(gx, 0, i)), 1e-12);
+    CHECK_VALUES(nd_grad(h), 1e-12, 0, 9.000503649661226, 0, 17.00000000000004); /* PyTorch's */
+    CHECK_VALUES(nd_grad(x), 1e-12, 0, 18.001007299322453, 0, 34.00000000000008);
+    nd_scope_end();
+    nd_scope_end();
+}
+
 TEST(detach_cuts_the_graph)
 {
     nd_scope_begin();
@@ -461,6 +492,7 @@ void run_suite(void)
     RUN(repeated_use_of_one_tensor);
     RUN(broadcast_gradients_have_input_shapes);
     RUN(retain_grad_on_non_leaf);
+    RUN(fused_backward_in_place_only_when_exclusive);
     RUN(detach_cuts_the_graph);
     RUN(no_grad_regions_nest_and_record_nothing);
     RUN(grad_mode_is_thread_local);

@@ -47,9 +47,7 @@ typedef struct pass {
     size_t n_leaves, cap_leaves;
 } pass;
 
-/* A tensor only this pass holds, dense from its storage's start, outside any graph: adding into
- * it in place changes nothing anyone else can see. */
-static bool exclusive(const nd_tensor *t)
+bool nd_exclusive(const nd_tensor *t)
 {
     return atomic_load(&t->refcount) == 1 && atomic_load(&t->storage->refcount) == 1 && !t->grad_fn &&
            !t->requires_grad && nd_is_contiguous(t) && t->offset == 0 &&
@@ -69,7 +67,7 @@ static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
         *acc = g;
         return ND_OK;
     }
-    if (!g->requires_grad && exclusive(*acc) && same_geometry(*acc, g)) {
+    if (!g->requires_grad && nd_exclusive(*acc) && same_geometry(*acc, g)) {
         nd_k_binary_into(ND_BIN_ADD, *acc, *acc, g);
         nd_unref(g);
         return ND_OK;
@@ -155,7 +153,7 @@ static nd_status accumulate_window(nd_tensor **acc, const nd_tensor *in, int dim
         nd_unref(g);
         return nd_last_status();
     }
-    if (!fresh && !(exclusive(full) && full->dtype == g->dtype)) { /* shared: add a full-size copy */
+    if (!fresh && !(nd_exclusive(full) && full->dtype == g->dtype)) { /* shared: add a full-size copy */
         nd_tensor *spread = nd_alloc(g->dtype, in->ndim, in->shape, true);
         nd_status st = spread ? accumulate_window(&spread, in, dim, start, end, step, g) : nd_last_status();
         if (!spread)

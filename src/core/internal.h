@@ -88,6 +88,9 @@ static inline nd_tensor *nd_ref(nd_tensor *t)
         atomic_fetch_add(&t->refcount, 1);
     return t;
 }
+/* A tensor only its one holder (a backward pass) references, dense from its storage's start,
+ * outside any graph: writing into it in place changes nothing anyone else can see. */
+bool nd_exclusive(const nd_tensor *t);
 void nd_node_unref(nd_node *n);
 int64_t nd_shape_numel(int ndim, const int64_t *shape);
 void nd_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);

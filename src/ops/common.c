@@ -328,6 +328,10 @@ nd_tensor *nd_fused_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g)
     if (nd_is_grad_enabled() || !nd_dtype_is_float(a->dtype) || g->dtype != a->dtype || g->ndim != a->ndim ||
         memcmp(g->shape, a->shape, sizeof(int64_t) * (size_t)a->ndim) != 0)
         return NULL;
+    if (nd_exclusive(g)) { /* the pass's own gradient takes the result: no new buffer to fill */
+        nd_k_binary_into(kernel, g, a, g);
+        return nd_register(nd_ref(g));
+    }
     nd_tensor *out = nd_alloc(a->dtype, a->ndim, a->shape, false);
     if (out)
         nd_k_binary_into(kernel, out, a, g);

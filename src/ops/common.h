@@ -78,7 +78,8 @@ nd_tensor *nd_sum_to(nd_tensor *g, int ndim, const int64_t *shape, nd_dtype dtyp
 nd_tensor *nd_reduce_grad(nd_tensor *g, const nd_tensor *input);
 /* A backward rule as one fused kernel out = kernel(a, g) (GELU_GRAD, RELU_GRAD, ...), when no graph
  * of the backward is being recorded and a and g match in shape and float dtype; NULL otherwise,
- * and the caller composes the rule from differentiable ops. */
+ * and the caller composes the rule from differentiable ops. When the backward pass alone holds g,
+ * the result is written over g and g is returned. */
 nd_tensor *nd_fused_grad(nd_binop kernel, nd_tensor *a, nd_tensor *g);
 /* Comparison mask as a float tensor of dtype (no graph): (a op b) ? 1 : 0 */
 nd_tensor *nd_mask(nd_binop op, nd_tensor *a, double b, nd_dtype dtype);

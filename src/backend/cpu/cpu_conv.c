@@ -935,24 +935,23 @@ bool nd_cpu_conv2d_backward(nd_dtype dtype, const nd_conv_geometry *g, int64_t o
     nd_parallel_for(chunks, 1, conv_backward_chunks, &j);
     if (atomic_load(&j.failed))
         return false;
-    /* [dW | db] [O, R] = the chunks' [R, O] partials summed in chunk order, transposed */
-    for (int64_t e = 0; (dw || db) && e < O * R; e++) {
-        const int64_t o = e / R, kk = e % R, at = kk * O + o;
+    /* [dW | db] [O, R] = the chunks' [R, O] partials summed in chunk order (into the first
+     * chunk's, a row of O at a time, which vectorises), then transposed */
+    if ((!dw && !db) || chunks == 0)
+        return true;
+    for (int64_t c = 1; c < chunks; c++)
+        for (int64_t at = 0; at < R * O; at++) {
+            if (dtype == ND_FLOAT32)
+                ((float *)j.partials)[at] += ((const float *)j.partials)[c * O * R + at];
+            else
+                ((double *)j.partials)[at] += ((const double *)j.partials)[c * O * R + at];
+        }
+    for (int64_t kk = 0; kk < R; kk++) {
         if (kk < K ? !dw : !db)
             continue;
-        char *dst = kk < K ? (char *)dw + (o * K + kk) * es : (char *)db + o * es;
-        if (dtype == ND_FLOAT32) {
-            const float *p = (const float *)j.partials;
-            float s = chunks > 0 ? p[at] : 0;
-            for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * R + at];
-            *(float *)dst = s;
-        } else {
-            const double *p = (const double *)j.partials;
-            double s = chunks > 0 ? p[at] : 0;
-            for (int64_t c = 1; c < chunks; c++)
-                s += p[c * O * R + at];
-            *(double *)dst = s;
+        for (int64_t o = 0; o < O; o++) {
+            char *dst = kk < K ? (char *)dw + (o * K + kk) * es : (char *)db + o * es;
+            memcpy(dst, j.partials + (kk * O + o) * es, (size_t)es);
         }
     }
     return true;
