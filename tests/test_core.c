@@ -1265,6 +1265,29 @@ static void *seed0_in_thread(void *out)
     return NULL;
 }
 
+/* index_select / index_add / embedding move whole rows when the index runs along an outer dim:
+ * every dtype, repeated indices summing in order, and the element-by-element path beside it. */
+TEST(index_ops_by_rows_every_dtype)
+{
+    nd_scope_begin();
+    nd_tensor *idx = nd_from_i64((const int64_t[]){2, 0, 2}, ND_SHAPE(3));
+    nd_tensor *a = nd_from_i64((const int64_t[]){1, 2, 3, 4, 5, 6}, ND_SHAPE(3, 2));
+    CHECK_VALUES(nd_index_select(a, 0, idx), 0, 5, 6, 1, 2, 5, 6);
+    CHECK_VALUES(nd_index_select(a, 1, nd_from_i64((const int64_t[]){1, 1}, ND_SHAPE(2))), 0, 2, 2, 4, 4, 6, 6);
+    nd_tensor *src = nd_from_i64((const int64_t[]){10, 20, 30, 40, 50, 60}, ND_SHAPE(3, 2));
+    CHECK_VALUES(nd_index_add(a, 0, idx, src), 0, 31, 42, 3, 4, 65, 86); /* row 2 gets 10,20 and 50,60 */
+    uint8_t bits[6] = {1, 0, 0, 0, 0, 1};
+    nd_tensor *b = nd_from_data(bits, ND_BOOL, ND_SHAPE(3, 2));
+    CHECK_VALUES(nd_index_select(b, 0, idx), 0, 0, 1, 1, 0, 0, 1);
+    nd_tensor *bsrc = nd_from_data((const uint8_t[]){0, 1, 0, 0, 1, 0}, ND_BOOL, ND_SHAPE(3, 2));
+    CHECK_VALUES(nd_index_add(b, 0, idx, bsrc), 0, 1, 0, 0, 0, 1, 1); /* or, as PyTorch */
+    nd_tensor *w = nd_from_f64((const double[]){0.5, 1.5, 2.5, 3.5, 4.5, 5.5}, ND_SHAPE(3, 2));
+    CHECK_VALUES(nd_embedding(w, nd_from_i64((const int64_t[]){1, 1, 0, 2}, ND_SHAPE(2, 2))), 0, 2.5, 3.5, 2.5, 3.5,
+                 0.5, 1.5, 4.5, 5.5);
+    CHECK_VALUES(nd_index_add(nd_to(w, ND_FLOAT32), 0, idx, nd_to(w, ND_FLOAT32)), 0, 3, 5, 2.5, 3.5, 9.5, 12.5);
+    nd_scope_end();
+}
+
 TEST(manual_seed_gives_the_documented_numbers)
 {
     CHECK(seed0_mismatches() == 0);
@@ -1280,6 +1303,7 @@ TEST(manual_seed_gives_the_documented_numbers)
 void run_suite(void)
 {
     RUN(dtype_sizes_and_names);
+    RUN(index_ops_by_rows_every_dtype);
     RUN(manual_seed_gives_the_documented_numbers);
     RUN(dtype_of_created_tensors);
     RUN(up_to_eight_dims);

@@ -2597,6 +2597,13 @@ def nn_ops(orc):
              lambda o, q, k, v: o.sdpa(o.transpose(q, 1, 2), o.transpose(k, 1, 2), o.transpose(v, 1, 2), None, True, 0.0)),
             ("broadcast batch dims", [n((2, 1, 4, 8)), n((3, 6, 8)), n((1, 3, 6, 5))],
              lambda o, q, k, v: o.sdpa(q, k, v, None, False, 0.0)),
+            # rows longer than a vector: the row max and the score-gradient dot in whole vectors
+            # and a tail, at every level
+            ("causal, 37 keys", [n((1, 37, 8)), n((1, 37, 8)), n((1, 37, 4))],
+             lambda o, q, k, v: o.sdpa(q, k, v, None, True, 0.0)),
+            ("float mask with -inf, 40 keys", [n((2, 3, 8)), n((2, 40, 8)), n((2, 40, 4)),
+                                              np.where(RNG.rand(3, 40) < 0.3, -np.inf, n((3, 40)))],
+             lambda o, q, k, v, m: o.sdpa(q, k, v, m, False, 0.0)),
         ]
         for label, arrs, f in sdpa:
             orc.run("scaled_dot_product_attention(%s)" % label, arrs, f, kind="reduce", size=8, check_name=False)

@@ -28,14 +28,59 @@ static inline int64_t visible(const nd_attention_geometry *g, int64_t i)
 /* The row helpers below take the row's n visible scores and zero the masked ones up to `width`
  * (row_width: as far as the causal products read). */
 
-/* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
-static float softmax_row_f32(float *row, int64_t n, int64_t width, float scale)
+/* max_j row[j] * scale, NaNs skipped (-inf for none): in vector lanes where the level has them, as
+ * one chain of scalar compares waits on each (gcc does not vectorise the compare-select). A
+ * maximum is the same in any order. */
+#if ND_ISA_LEVEL == ND_ISA_AVX512
+#include <immintrin.h>
+static float max_scaled_f32(const float *row, int64_t n, float scale)
+{
+    const __m512 s = _mm512_set1_ps(scale), none = _mm512_set1_ps(-INFINITY);
+    __m512 m = none;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) /* max_ps(x, m) is m when x is NaN: x > m ? x : m */
+        m = _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(row + j), s), m);
+    if (j < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - j)) - 1u);
+        m = _mm512_mask_max_ps(m, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), s), m);
+    }
+    return _mm512_reduce_max_ps(m);
+}
+#elif ND_ISA_LEVEL == ND_ISA_AVX2
+#include <immintrin.h>
+static float max_scaled_f32(const float *row, int64_t n, float scale)
+{
+    const __m256 s = _mm256_set1_ps(scale);
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        m = _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(row + j), s), m);
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, m);
+    for (int l = 0; l < 8; l++)
+        mx = lanes[l] > mx ? lanes[l] : mx;
+    for (; j < n; j++) {
+        float x = row[j] * scale;
+        mx = x > mx ? x : mx;
+    }
+    return mx;
+}
+#else
+static float max_scaled_f32(const float *row, int64_t n, float scale)
 {
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
         float x = row[j] * scale;
         mx = x > mx ? x : mx;
     }
+    return mx;
+}
+#endif
+
+/* Row i of scores -> probabilities in place; returns the row's log-sum-exp. Masked keys get 0. */
+static float softmax_row_f32(float *row, int64_t n, int64_t width, float scale)
+{
+    float mx = max_scaled_f32(row, n, scale);
     if (mx == -INFINITY) /* every visible score is -inf: uniform over nothing, as softmax gives NaN */
         mx = 0;
     for (int64_t j = 0; j < n; j++)
@@ -97,9 +142,15 @@ static void recompute_row_f64(double *row, int64_t n, int64_t width, double scal
 #define SCORE_GRAD_ROW(T)                                                                            \
     static void score_grad_row_##T(const T *p, T *dp, int64_t n, int64_t width, T scale) \
     {                                                                                                \
-        double dot = 0;                                                                              \
-        for (int64_t j = 0; j < n; j++)                                                              \
-            dot += (double)p[j] * (double)dp[j];                                                     \
+        /* Σ p dp in eight lanes, summed in a fixed order (the same at every vector level) */      \
+        double lane[8] = {0};                                                                        \
+        int64_t j0 = 0;                                                                              \
+        for (; j0 + 8 <= n; j0 += 8)                                                                 \
+            for (int l = 0; l < 8; l++)                                                              \
+                lane[l] += (double)p[j0 + l] * (double)dp[j0 + l];                                   \
+        double dot = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])); \
+        for (; j0 < n; j0++)                                                                         \
+            dot += (double)p[j0] * (double)dp[j0];                                                   \
         T d = (T)dot;                                                                                \
         for (int64_t j = 0; j < n; j++)                                                              \
             dp[j] = p[j] * (dp[j] - d) * scale;                                                      \

@@ -736,6 +736,7 @@ typedef struct index_ctx {
     size_t elem;
     nd_dtype dtype;
     int64_t dim_stride;
+    int64_t run; /* elements per point when whole rows are moved (see row_runs), else 1 */
 } index_ctx;
 
 static void gather_point(char *const *p, void *vctx)
@@ -756,16 +757,66 @@ static void scatter_add_point(char *const *p, void *vctx)
     }
 }
 
+/* Operands (out, index, src). When the innermost dim is dense in out and src and the index does
+ * not move along it (an embedding's rows, index_select along an outer dim), each point of the
+ * other dims moves a whole row: `rows` gets those dims and c->run the row's length. A call per
+ * element cost more than the copy (an embedding of 4096 x 128 floats took 1.8 ms). */
+static bool row_runs(const nd_iter *it, index_ctx *c, nd_iter *rows)
+{
+    const int d = it->ndim - 1;
+    if (d < 0 || it->strides[0][d] != (int64_t)c->elem || it->strides[2][d] != (int64_t)c->elem || it->strides[1][d] != 0)
+        return false;
+    *rows = *it;
+    rows->ndim = d;
+    c->run = it->shape[d];
+    return c->run > 0;
+}
+
+static void gather_row(char *const *p, void *vctx)
+{
+    const index_ctx *c = vctx;
+    memcpy(p[0], p[2] + *(const int64_t *)p[1] * c->dim_stride, c->elem * (size_t)c->run);
+}
+
+/* element by element in the same order as scatter_add_point, so repeated indices sum alike */
+static void scatter_add_row(char *const *p, void *vctx)
+{
+    const index_ctx *c = vctx;
+    char *dst = p[0] + *(const int64_t *)p[1] * c->dim_stride;
+    if (c->dtype == ND_FLOAT32) {
+        float *restrict d = (float *)dst;
+        const float *restrict s = (const float *)p[2];
+        for (int64_t i = 0; i < c->run; i++)
+            d[i] += s[i];
+    } else if (c->dtype == ND_FLOAT64) {
+        double *restrict d = (double *)dst;
+        const double *restrict s = (const double *)p[2];
+        for (int64_t i = 0; i < c->run; i++)
+            d[i] += s[i];
+    } else {
+        for (int64_t i = 0; i < c->run; i++)
+            scatter_add_point((char *const[]){p[0] + (int64_t)c->elem * i, p[1], p[2] + (int64_t)c->elem * i}, vctx);
+    }
+}
+
 static void cpu_gather(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
 {
-    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride};
-    drive_points(it, gather_point, &c);
+    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride, 1};
+    nd_iter rows;
+    if (row_runs(it, &c, &rows))
+        drive_points(&rows, gather_row, &c);
+    else
+        drive_points(it, gather_point, &c);
 }
 
 static void cpu_scatter_add(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
 {
-    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride};
-    drive_points(it, scatter_add_point, &c);
+    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride, 1};
+    nd_iter rows;
+    if (row_runs(it, &c, &rows))
+        drive_points(&rows, scatter_add_row, &c);
+    else
+        drive_points(it, scatter_add_point, &c);
 }
 
 const nd_backend nd_cpu_backend = {
