@@ -157,7 +157,8 @@ COL2IM_IMPL(col2im_f64, double)
  * row's stores overwrite, so only the last row ends in a partial tail; the loads past n read the
  * next source row (src_stride >= the spill, checked). The adds cannot spill, and end every row in
  * a partial tail. Each level supplies its vector (ROW_W floats) and its tail: masked at AVX-512,
- * scalar at AVX2, whose masked stores were several times slower than plain ones here. */
+ * plain overlapping or narrower vectors at AVX2, whose masked stores were several times slower
+ * than plain ones here. */
 #if ND_ISA_LEVEL == ND_ISA_AVX512
 #include <immintrin.h>
 #define ROW_W 16
@@ -167,13 +168,15 @@ static inline void row_store(float *p, row_vec v) { _mm512_storeu_ps(p, v); }
 static inline row_vec row_add(row_vec a, row_vec b) { return _mm512_add_ps(a, b); }
 /* a mask of the first n lanes (also the pooling rows' below) */
 static inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-/* the last n (< ROW_W) floats of a row */
-static inline void tail_copy(float *d, const float *s, int64_t n)
+/* the last n (< ROW_W) floats of a row, `done` floats of it before them already written */
+static inline void tail_copy(float *d, const float *s, int64_t n, int64_t done)
 {
+    (void)done;
     _mm512_mask_storeu_ps(d, first_lanes(n), _mm512_maskz_loadu_ps(first_lanes(n), s));
 }
-static inline void tail_add(float *d, const float *s, int64_t n)
+static inline void tail_add(float *d, const float *s, int64_t n, int64_t done)
 {
+    (void)done;
     const __mmask16 m = first_lanes(n);
     _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
 }
@@ -185,14 +188,27 @@ typedef __m256 row_vec;
 static inline row_vec row_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline void row_store(float *p, row_vec v) { _mm256_storeu_ps(p, v); }
 static inline row_vec row_add(row_vec a, row_vec b) { return _mm256_add_ps(a, b); }
-static inline void tail_copy(float *d, const float *s, int64_t n)
+/* A copied row of at least a vector ends in one vector ending at its end, over lanes already
+ * written (rewritten with the same values); an added row ends in four lanes and single ones. Masked
+ * stores and the compiler's masked loads (vmaskmovps) are microcoded on AMD. */
+static inline void tail_copy(float *d, const float *s, int64_t n, int64_t done)
 {
+    if (n > 0 && done + n >= 8) {
+        _mm256_storeu_ps(d + n - 8, _mm256_loadu_ps(s + n - 8));
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         d[i] = s[i];
 }
-static inline void tail_add(float *d, const float *s, int64_t n)
+static inline void tail_add(float *d, const float *s, int64_t n, int64_t done)
 {
-    for (int64_t i = 0; i < n; i++)
+    (void)done; /* an overlapping vector would load what the row's last store just wrote (a stall) */
+    int64_t i = 0;
+    if (n >= 4) {
+        _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_loadu_ps(s)));
+        i = 4;
+    }
+    for (; i < n; i++)
         d[i] += s[i];
 }
 #define HAVE_ROW_HELPERS 1
@@ -222,7 +238,7 @@ static void copy_rows_f32(float *dst, const float *src, int64_t src_stride, int6
     int64_t i = 0;
     for (; i + ROW_W <= n; i += ROW_W)
         row_store(d + i, row_load(s + i));
-    tail_copy(d + i, s + i, n - i);
+    tail_copy(d + i, s + i, n - i, i);
 }
 /* rows x n floats between strided rows, nothing written past a row's n (the padding around a
  * padded plane's rows must stay zero) */
@@ -235,7 +251,7 @@ static void copy_rows_exact_f32(float *dst, int64_t dst_stride, const float *src
         int64_t i = 0;
         for (; i + ROW_W <= n; i += ROW_W)
             row_store(d + i, row_load(sr + i));
-        tail_copy(d + i, sr + i, n - i);
+        tail_copy(d + i, sr + i, n - i, i);
     }
 }
 static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64_t rows, int64_t n)
@@ -246,7 +262,7 @@ static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64
         int64_t i = 0;
         for (; i + ROW_W <= n; i += ROW_W)
             row_store(d + i, row_add(row_load(d + i), row_load(s + i)));
-        tail_add(d + i, s + i, n - i);
+        tail_add(d + i, s + i, n - i, i);
     }
 }
 #endif

@@ -565,11 +565,21 @@ static inline void prefetch_tile(const void *first, int64_t rows, int64_t stride
                         edge(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, cp0, j->cr, add, adds);         \
                     } else {                                                                           \
                         (edge ? edge : j->kernel)(k1 - k0, ap + k0 * as, as, ars, bp + k0 * nr, tile, nr, NULL, 0); \
-                        for (int64_t r = 0; r < rows; r++)                                             \
-                            for (int64_t q = 0; q < cols; q++) {                                       \
-                                T *dst = cp0 + r * j->cr + q * j->cc;                                  \
-                                *dst = tile[r * nr + q] + (accumulate ? *dst : bias ? bias[q] : 0);    \
-                            }                                                                          \
+                        /* one loop per case: a test inside made gcc read C or the bias with masked \
+                         * loads (vmaskmovps), microcoded on AMD: 6% of a convolution at AVX2 */     \
+                        for (int64_t r = 0; r < rows; r++) {                                           \
+                            T *dst = cp0 + r * j->cr;                                                  \
+                            const T *t = tile + r * nr;                                                \
+                            if (accumulate)                                                            \
+                                for (int64_t q = 0; q < cols; q++)                                     \
+                                    dst[q * j->cc] += t[q];                                            \
+                            else if (bias)                                                             \
+                                for (int64_t q = 0; q < cols; q++)                                     \
+                                    dst[q * j->cc] = t[q] + bias[q];                                   \
+                            else                                                                       \
+                                for (int64_t q = 0; q < cols; q++)                                     \
+                                    dst[q * j->cc] = t[q];                                             \
+                        }                                                                              \
                     }                                                                                  \
                 }                                                                                      \
             }                                                                                          \
