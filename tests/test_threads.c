@@ -1,10 +1,15 @@
 /* Threads: results do not depend on the thread count, the pool is configurable and safe to use
- * from several caller threads, and optimizer state flushes denormals instead of going subnormal. */
+ * from several caller threads, every chunk of a region runs once whichever thread claims it, and
+ * optimizer state flushes denormals instead of going subnormal. */
+#define _POSIX_C_SOURCE 200809L
 #include "harness.h"
+#include "backend/cpu/threads.h"
 
 #include <float.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 static double *values(nd_tensor *t, int64_t *n)
 {
@@ -164,6 +169,40 @@ TEST(several_callers_share_the_pool_safely)
     }
 }
 
+/* Chunks are claimed by whichever thread comes first (the caller runs a chunk itself when a worker
+ * is slow to start): every region still runs each chunk exactly once, over the fixed range n*c/k
+ * .. n*(c+1)/k, with back-to-back regions and with idle gaps long enough for workers to sleep. */
+typedef struct chunk_log {
+    atomic_int runs[64];
+    atomic_int bad_range;
+    int64_t n;
+    int chunks;
+} chunk_log;
+
+static void log_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
+{
+    chunk_log *l = ctx;
+    atomic_fetch_add(&l->runs[chunk], 1);
+    if (begin != l->n * chunk / l->chunks || end != l->n * (chunk + 1) / l->chunks)
+        atomic_store(&l->bad_range, 1);
+}
+
+TEST(every_chunk_runs_once_whoever_claims_it)
+{
+    int before = nd_get_num_threads();
+    CHECK(nd_set_num_threads(2) == ND_OK);
+    for (int region = 0; region < 3000; region++) {
+        chunk_log l = {.n = 1000 + region % 7, .chunks = nd_parallel_chunks(1000 + region % 7, 1)};
+        if (region % 500 == 0) /* let the workers go to sleep */
+            nanosleep(&(struct timespec){0, 5000000}, NULL);
+        nd_parallel_for(l.n, 1, log_chunk, &l);
+        for (int c = 0; c < l.chunks; c++)
+            CHECK(atomic_load(&l.runs[c]) == 1);
+        CHECK(!atomic_load(&l.bad_range));
+    }
+    CHECK(nd_set_num_threads(before) == ND_OK);
+}
+
 TEST(adam_state_flushes_denormals)
 {
     /* One gradient, then many zero gradients: the first moment decays by beta1 every step and
@@ -196,5 +235,6 @@ void run_suite(void)
     RUN(results_do_not_depend_on_the_thread_count);
     RUN(thread_count_is_configurable);
     RUN(several_callers_share_the_pool_safely);
+    RUN(every_chunk_runs_once_whoever_claims_it);
     RUN(adam_state_flushes_denormals);
 }
