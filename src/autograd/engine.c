@@ -88,10 +88,7 @@ static nd_status accumulate(nd_tensor **acc, nd_tensor *g)
 static nd_status commit_leaf(nd_tensor *leaf, nd_tensor *g, bool create_graph)
 {
     if (!leaf->grad) {
-        bool exclusive = atomic_load(&g->refcount) == 1 && atomic_load(&g->storage->refcount) == 1 &&
-                         !g->grad_fn && nd_is_contiguous(g) && g->offset == 0 &&
-                         (size_t)nd_numel(g) * nd_dtype_size(g->dtype) == g->storage->nbytes;
-        if (create_graph || exclusive) {
+        if (create_graph || nd_exclusive(g)) {
             leaf->grad = g;
             return ND_OK;
         }

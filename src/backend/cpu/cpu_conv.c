@@ -174,9 +174,8 @@ static inline void tail_copy(float *d, const float *s, int64_t n, int64_t done)
     (void)done;
     _mm512_mask_storeu_ps(d, first_lanes(n), _mm512_maskz_loadu_ps(first_lanes(n), s));
 }
-static inline void tail_add(float *d, const float *s, int64_t n, int64_t done)
+static inline void tail_add(float *d, const float *s, int64_t n)
 {
-    (void)done;
     const __mmask16 m = first_lanes(n);
     _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
 }
@@ -200,10 +199,9 @@ static inline void tail_copy(float *d, const float *s, int64_t n, int64_t done)
     for (int64_t i = 0; i < n; i++)
         d[i] = s[i];
 }
-static inline void tail_add(float *d, const float *s, int64_t n, int64_t done)
+static inline void tail_add(float *d, const float *s, int64_t n)
 {
-    (void)done; /* an overlapping vector would load what the row's last store just wrote (a stall) */
-    int64_t i = 0;
+    int64_t i = 0; /* not an overlapping vector: it would load what the row's last store just wrote */
     if (n >= 4) {
         _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_loadu_ps(s)));
         i = 4;
@@ -262,7 +260,7 @@ static void add_rows_f32(float *dst, int64_t dst_stride, const float *src, int64
         int64_t i = 0;
         for (; i + ROW_W <= n; i += ROW_W)
             row_store(d + i, row_add(row_load(d + i), row_load(s + i)));
-        tail_add(d + i, s + i, n - i, i);
+        tail_add(d + i, s + i, n - i);
     }
 }
 #endif
@@ -843,21 +841,23 @@ typedef struct conv2d_job {
 /* Elements of one image's zero-padded planes. */
 static int64_t padded_size(const nd_conv_geometry *g) { return g->c * (g->h + 2 * g->ph) * (g->w + 2 * g->pw); }
 
-/* The image's columns into cols ([j->rows, oh·ow]), through its padded planes in `padded`. */
-static void image_columns(const conv2d_job *j, int64_t image, void *cols, void *padded, bool borders)
+/* The image's columns into cols ([j->rows, oh·ow]), through its padded planes in `padded`. `first`:
+ * the buffers' first image in this worker, which also writes what stays the same from image to
+ * image (the padding's zeros, the bias row's ones). */
+static void image_columns(const conv2d_job *j, int64_t image, void *cols, void *padded, bool first)
 {
     const int64_t es = j->dtype == ND_FLOAT32 ? 4 : 8, K = j->one.c * j->one.kh * j->one.kw;
     const int64_t L = j->one.oh * j->one.ow;
     const char *x = j->x + image * j->one.c * j->one.h * j->one.w * es;
     if (j->dtype == ND_FLOAT32) {
-        pad_image_float(&j->one, (const float *)x, padded, borders);
+        pad_image_float(&j->one, (const float *)x, padded, first);
         padded_im2col_float(&j->one, padded, cols);
-        for (int64_t l = 0; j->rows > K && l < L; l++)
+        for (int64_t l = 0; first && j->rows > K && l < L; l++)
             ((float *)cols)[K * L + l] = 1.0f;
     } else {
-        pad_image_double(&j->one, (const double *)x, padded, borders);
+        pad_image_double(&j->one, (const double *)x, padded, first);
         padded_im2col_double(&j->one, padded, cols);
-        for (int64_t l = 0; j->rows > K && l < L; l++)
+        for (int64_t l = 0; first && j->rows > K && l < L; l++)
             ((double *)cols)[K * L + l] = 1.0;
     }
 }
@@ -894,17 +894,18 @@ static void conv_backward_chunks(void *ctx, int64_t begin, int64_t end, int chun
         atomic_store(&j->failed, true);
         return;
     }
-    /* x's padded planes keep their zero borders from image to image; col2im sums into its own */
+    /* x's padded planes keep their zero borders, and cols its row of ones, from image to image;
+     * col2im sums into padded planes of its own */
     char *dcols = cols + R * L * es, *padded = dcols + K * L * es, *dpadded = padded + P * es;
-    bool borders = true;
+    bool first = true;
     for (int64_t c = begin; c < end; c++) {
         for (int64_t n = c * CONV_CHUNK; n < (c + 1) * CONV_CHUNK && n < N; n++) {
             const char *dy = j->dy + n * O * L * es;
             if (j->partials) { /* [dW | db]_cᵀ (+)= cols dy_nᵀ: transposed, so that the operand the
                                 * GEMM packs across its rows is dy [O, L], not the R / O times larger
                                 * columns [R, L]; the partials are [R, O] */
-                image_columns(j, n, cols, padded, borders);
-                borders = false;
+                image_columns(j, n, cols, padded, first);
+                first = false;
                 nd_cpu_gemm_2d(j->dtype, R, O, L, cols, L, 1, dy, 1, L, j->partials + c * O * R * es, O, n != c * CONV_CHUNK);
             }
             if (j->dx) { /* dx_n = col2im(wᵀ dy_n) */

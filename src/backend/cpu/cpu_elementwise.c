@@ -799,24 +799,25 @@ static void scatter_add_row(char *const *p, void *vctx)
     }
 }
 
-static void cpu_gather(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
+/* By rows where row_runs allows, else point by point. */
+static void drive_index(nd_dtype dtype, const nd_iter *it, int64_t dim_stride, point_fn by_row, point_fn by_point)
 {
     index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride, 1};
     nd_iter rows;
     if (row_runs(it, &c, &rows))
-        drive_points(&rows, gather_row, &c);
+        drive_points(&rows, by_row, &c);
     else
-        drive_points(it, gather_point, &c);
+        drive_points(it, by_point, &c);
+}
+
+static void cpu_gather(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
+{
+    drive_index(dtype, it, dim_stride, gather_row, gather_point);
 }
 
 static void cpu_scatter_add(nd_dtype dtype, const nd_iter *it, int64_t dim_stride)
 {
-    index_ctx c = {nd_dtype_size(dtype), dtype, dim_stride, 1};
-    nd_iter rows;
-    if (row_runs(it, &c, &rows))
-        drive_points(&rows, scatter_add_row, &c);
-    else
-        drive_points(it, scatter_add_point, &c);
+    drive_index(dtype, it, dim_stride, scatter_add_row, scatter_add_point);
 }
 
 const nd_backend nd_cpu_backend = {
