@@ -1,6 +1,6 @@
 /* Threads: results do not depend on the thread count, the pool is configurable and safe to use
- * from several caller threads, every chunk of a region runs once whichever thread claims it, and
- * optimizer state flushes denormals instead of going subnormal. */
+ * from several caller threads, every chunk of a region runs once, and optimizer state flushes
+ * denormals instead of going subnormal. */
 #define _POSIX_C_SOURCE 200809L
 #include "harness.h"
 #include "backend/cpu/threads.h"
@@ -169,9 +169,8 @@ TEST(several_callers_share_the_pool_safely)
     }
 }
 
-/* Chunks are claimed by whichever thread comes first (the caller runs a chunk itself when a worker
- * is slow to start): every region still runs each chunk exactly once, over the fixed range n*c/k
- * .. n*(c+1)/k, with back-to-back regions and with idle gaps long enough for workers to sleep. */
+/* Every region runs each chunk exactly once, over the fixed range n*c/k .. n*(c+1)/k, with
+ * back-to-back regions and with idle gaps long enough for workers to sleep. */
 typedef struct chunk_log {
     atomic_int runs[64];
     atomic_int bad_range;
@@ -187,7 +186,7 @@ static void log_chunk(void *ctx, int64_t begin, int64_t end, int chunk)
         atomic_store(&l->bad_range, 1);
 }
 
-TEST(every_chunk_runs_once_whoever_claims_it)
+TEST(every_chunk_runs_once)
 {
     int before = nd_get_num_threads();
     CHECK(nd_set_num_threads(2) == ND_OK);
@@ -235,6 +234,6 @@ void run_suite(void)
     RUN(results_do_not_depend_on_the_thread_count);
     RUN(thread_count_is_configurable);
     RUN(several_callers_share_the_pool_safely);
-    RUN(every_chunk_runs_once_whoever_claims_it);
+    RUN(every_chunk_runs_once);
     RUN(adam_state_flushes_denormals);
 }

@@ -1,13 +1,9 @@
-/* The one thread pool. The calling thread takes part in every parallel region. A region is cut
- * into fixed chunks by index, and the caller and the workers claim chunks from a shared counter
- * until none is left, so which thread computes a chunk never changes a result, and a worker that
- * the OS has not scheduled (another process on its core, a CPU quota) is not waited for: the
- * threads that run take its chunks. Between regions workers spin briefly (a fraction of a
- * millisecond, with the CPU's pause hint, yielding the core now and then, so a spinning thread
- * never keeps a runnable caller off a shared core for long) so back-to-back regions start without
- * a wake-up, then sleep on a condition variable, so an idle pool costs nothing. Compute threads
- * flush denormals to zero (FTZ/DAZ), because arithmetic on subnormal numbers is many times slower
- * on x86. */
+/* The one thread pool. The calling thread takes part in every parallel region. Between regions
+ * workers spin briefly (a fraction of a millisecond, with the CPU's pause hint) so back-to-back
+ * regions start without a wake-up, then sleep on a condition variable, so an idle pool costs
+ * nothing and cannot starve another pool or the caller on a 2-core machine. Compute threads flush denormals to zero (FTZ/DAZ), because
+ * arithmetic on subnormal numbers is many times slower on x86. Work is split into contiguous
+ * chunks by index, so which thread computes what never changes a result. */
 #define _POSIX_C_SOURCE 200809L
 #include "backend/cpu/threads.h"
 #include "core/internal.h"
@@ -15,7 +11,6 @@
 #include <stdatomic.h>
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,39 +22,32 @@ enum { MAX_THREADS = 64 };
 
 typedef struct pool {
     pthread_mutex_t lock;
-    pthread_cond_t wake, done_cv;
+    pthread_cond_t wake, done;
     pthread_t workers[MAX_THREADS];
     uint64_t start_generation[MAX_THREADS]; /* the generation a worker has already seen at birth */
     int n_workers;           /* started workers (threads - 1) */
     atomic_int wanted;       /* configured thread count (0: not yet decided) */
-    atomic_uint_fast64_t generation; /* bumped for every region: wakes the workers */
-    /* The current region's chunks: (generation << 16) | (chunks << 8) | next unclaimed chunk.
-     * A thread claims chunk `next` by a compare-and-swap that adds one; the region cannot end
-     * before a claimed chunk is done, so the fields below stay valid for whoever claimed one. */
-    atomic_uint_fast64_t claim;
-    atomic_int done; /* chunks of the current region finished */
+    atomic_uint_fast64_t generation; /* bumped for every region */
+    atomic_int pending;              /* workers still running the current region */
     atomic_bool stopping;
     /* the current region */
     nd_parallel_fn fn;
     void *ctx;
     int64_t n;
+    int chunks;
 } pool;
 
 static pool the_pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
                         .wake = PTHREAD_COND_INITIALIZER,
-                        .done_cv = PTHREAD_COND_INITIALIZER};
+                        .done = PTHREAD_COND_INITIALIZER};
 
-enum { SPIN_ROUNDS = 1 << 14, YIELD_EVERY = 1 << 8 };
+enum { SPIN_ROUNDS = 1 << 14 };
 
-/* One round of a spin: the pause hint, and every YIELD_EVERY rounds the core to any other
- * runnable thread (a no-op when there is none). */
-static inline void cpu_relax(int round)
+static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     _mm_pause();
 #endif
-    if (round % YIELD_EVERY == YIELD_EVERY - 1)
-        sched_yield();
 }
 static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER; /* one region at a time */
 static ND_THREAD_LOCAL bool inside_region;
@@ -91,34 +79,16 @@ void nd_fp_mode_restore(unsigned saved)
 #endif
 }
 
-/* Claims and runs chunks of the current region until none is left; true if it ran any. */
-static bool run_claimed_chunks(void)
+static void run_chunk(nd_parallel_fn fn, void *ctx, int64_t n, int chunks, int c)
 {
-    bool ran = false;
-    uint64_t w = atomic_load_explicit(&the_pool.claim, memory_order_acquire);
-    for (;;) {
-        const int chunks = (int)(w >> 8 & 0xff), c = (int)(w & 0xff);
-        if (c >= chunks)
-            return ran;
-        if (!atomic_compare_exchange_weak_explicit(&the_pool.claim, &w, w + 1, memory_order_acq_rel,
-                                                   memory_order_acquire))
-            continue; /* w now holds the counter's value: try again with it */
-        int64_t begin = the_pool.n * c / chunks, end = the_pool.n * (c + 1) / chunks;
-        if (begin < end)
-            the_pool.fn(the_pool.ctx, begin, end, c);
-        ran = true;
-        if (atomic_fetch_add_explicit(&the_pool.done, 1, memory_order_acq_rel) + 1 == chunks) {
-            pthread_mutex_lock(&the_pool.lock); /* the caller may be asleep waiting for this */
-            pthread_cond_signal(&the_pool.done_cv);
-            pthread_mutex_unlock(&the_pool.lock);
-        }
-        w = atomic_load_explicit(&the_pool.claim, memory_order_acquire);
-    }
+    int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    if (begin < end)
+        fn(ctx, begin, end, c);
 }
 
 static void *worker_main(void *arg)
 {
-    int index = (int)(intptr_t)arg;
+    int index = (int)(intptr_t)arg; /* worker i runs chunk i + 1; the caller runs chunk 0 */
     nd_enable_flush_denormals();
     inside_region = true; /* a worker only ever runs region chunks: nested regions run inline */
     /* Not 0: the counter keeps counting across pool restarts, and an old region is not ours. */
@@ -127,7 +97,7 @@ static void *worker_main(void *arg)
         /* Spin for the next region, then sleep until one starts. */
         uint64_t g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
         for (int i = 0; i < SPIN_ROUNDS && g == seen && !the_pool.stopping; i++) {
-            cpu_relax(i);
+            cpu_relax();
             g = atomic_load_explicit(&the_pool.generation, memory_order_acquire);
         }
         if (g == seen) {
@@ -143,7 +113,13 @@ static void *worker_main(void *arg)
         if (the_pool.stopping)
             break;
         seen = g;
-        run_claimed_chunks();
+        if (index + 1 < the_pool.chunks)
+            run_chunk(the_pool.fn, the_pool.ctx, the_pool.n, the_pool.chunks, index + 1);
+        if (atomic_fetch_sub_explicit(&the_pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&the_pool.lock); /* the caller may be asleep waiting for this */
+            pthread_cond_signal(&the_pool.done);
+            pthread_mutex_unlock(&the_pool.lock);
+        }
     }
     return NULL;
 }
@@ -241,28 +217,25 @@ void nd_parallel_for(int64_t n, int64_t min_per_chunk, nd_parallel_fn fn, void *
     the_pool.fn = fn;
     the_pool.ctx = ctx;
     the_pool.n = n;
-    atomic_store_explicit(&the_pool.done, 0, memory_order_relaxed);
+    the_pool.chunks = chunks;
+    atomic_store(&the_pool.pending, the_pool.n_workers);
     pthread_mutex_lock(&the_pool.lock); /* publishes the job to spinning and sleeping workers */
-    /* the chunks first: a worker that sees the new generation must find them to claim */
-    uint64_t g = atomic_load_explicit(&the_pool.generation, memory_order_relaxed) + 1;
-    atomic_store_explicit(&the_pool.claim, g << 16 | (uint64_t)chunks << 8, memory_order_release);
-    atomic_store_explicit(&the_pool.generation, g, memory_order_release);
+    atomic_fetch_add_explicit(&the_pool.generation, 1, memory_order_release);
     pthread_cond_broadcast(&the_pool.wake);
     pthread_mutex_unlock(&the_pool.lock);
 
     inside_region = true;
     unsigned fp = nd_fp_mode_save_and_flush();
-    run_claimed_chunks();
+    run_chunk(fn, ctx, n, chunks, 0);
     nd_fp_mode_restore(fp);
     inside_region = false;
 
-    /* only chunks a worker claimed and is still running are left to wait for */
-    for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&the_pool.done, memory_order_acquire) < chunks; i++)
-        cpu_relax(i);
-    if (atomic_load_explicit(&the_pool.done, memory_order_acquire) < chunks) {
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&the_pool.pending, memory_order_acquire) > 0; i++)
+        cpu_relax();
+    if (atomic_load_explicit(&the_pool.pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&the_pool.lock);
-        while (atomic_load(&the_pool.done) < chunks)
-            pthread_cond_wait(&the_pool.done_cv, &the_pool.lock);
+        while (atomic_load(&the_pool.pending) > 0)
+            pthread_cond_wait(&the_pool.done, &the_pool.lock);
         pthread_mutex_unlock(&the_pool.lock);
     }
     pthread_mutex_unlock(&region_lock);
